@@ -1,0 +1,91 @@
+"""Reading the bearer token out of a request (RFC 6750 §2), framework-neutral.
+
+Every way a request can be malformed ends in a ``BearerGuardError`` with the
+right status; nothing here can raise anything else, whatever the bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from typing import Any
+
+from .errors import InvalidRequestError, MissingTokenError
+
+__all__ = ["digest", "parse_authorization", "peek_jws"]
+
+# RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def parse_authorization(value: str, max_length: int) -> str:
+    """The token from an ``Authorization`` header value.
+
+    ``Bearer`` is matched case-insensitively and may be followed by several
+    spaces (RFC 7235 ``1*SP``). Another scheme, or an empty value, counts as no
+    credentials (401 with a bare challenge, RFC 6750 §3.1); a bearer header
+    that is not ``Bearer <b64token>`` is a malformed request (400).
+    """
+    if len(value) > max_length + 64:
+        raise InvalidRequestError("access token too large")
+    scheme, _, rest = value.partition(" ")
+    if scheme.lower() != "bearer":
+        if not value.strip(" \t"):
+            raise MissingTokenError()
+        if scheme.strip(" \t").lower() == "bearer":
+            raise InvalidRequestError("malformed Authorization header")
+        raise MissingTokenError("unsupported authentication scheme")
+    token = rest.lstrip(" ")
+    if not token:
+        raise InvalidRequestError("missing token in Authorization header")
+    if len(token) > max_length:
+        raise InvalidRequestError("access token too large")
+    if _B64TOKEN.fullmatch(token) is None:
+        raise InvalidRequestError("malformed Authorization header")
+    return token
+
+
+def check_token(token: str, max_length: int) -> str:
+    """Check a token taken from a form body or query string (RFC 6750 §2.2, §2.3)."""
+    if len(token) > max_length:
+        raise InvalidRequestError("access token too large")
+    if _B64TOKEN.fullmatch(token) is None:
+        raise InvalidRequestError("malformed access_token parameter")
+    return token
+
+
+def digest(token: str) -> bytes:
+    """The cache and deny-list key of a token: its SHA-256."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def b64url_decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _json_object(segment: str) -> dict[str, Any] | None:
+    try:
+        value = json.loads(b64url_decode(segment))
+    except (ValueError, TypeError, RecursionError):
+        # binascii.Error and UnicodeDecodeError are ValueErrors; RecursionError
+        # is deeply nested JSON.
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def peek_jws(token: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """Unverified ``(header, payload)`` of a JWS compact token, else None.
+
+    A token is JWS-shaped when it has three dot-separated segments and its
+    first decodes to a JSON object with ``alg``. The payload is None when it is
+    not a JSON object. Used for routing only: nothing here is trusted.
+    """
+    if token.count(".") != 2:
+        return None
+    head, body, _ = token.split(".")
+    header = _json_object(head)
+    if header is None or "alg" not in header:
+        return None
+    return header, _json_object(body)

@@ -1,0 +1,172 @@
+"""A small HTTP client for JWKS, discovery and introspection.
+
+Why not urllib or requests: ``urllib.request`` opens a new connection per call
+(introspection pays a TCP handshake every time) and follows redirects;
+``requests`` is not a core dependency. This keeps idle keep-alive connections
+per origin, bounds every response's size and time, never follows redirects,
+and refuses plain http except to loopback hosts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+__all__ = ["FetchError", "HTTPClient", "HTTPResponse", "check_url", "default_client"]
+
+MAX_BYTES = 1 << 20
+
+
+class FetchError(Exception):
+    """The request failed: refused, timed out, too large, redirected, or not allowed."""
+
+
+@dataclass(frozen=True)
+class HTTPResponse:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str) -> str:
+    """Return ``url`` if it is https, or http to a loopback host; else raise ValueError."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return url
+    if parts.scheme == "http" and parts.hostname and _is_loopback(parts.hostname):
+        return url
+    raise ValueError(f"https is required (plain http only to loopback hosts): {url!r}")
+
+
+Origin = tuple[str, str, int]
+
+
+class HTTPClient:
+    """Thread-safe; keeps up to ``pool_size`` idle connections per origin."""
+
+    def __init__(
+        self,
+        *,
+        pool_size: int = 8,
+        ssl_context: ssl.SSLContext | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pool_size = pool_size
+        self.ssl_context = ssl_context or ssl.create_default_context()
+        self.clock = clock
+        self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 5.0,
+        max_bytes: int = MAX_BYTES,
+    ) -> HTTPResponse:
+        """Send one request; the whole exchange is bounded by ``timeout`` seconds."""
+        check_url(url)
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        origin: Origin = (parts.scheme, host, parts.port or (443 if parts.scheme == "https" else 80))
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        deadline = self.clock() + timeout
+        sent_headers = {"Accept": "application/json", "User-Agent": "bearerguard"}
+        sent_headers.update(headers or {})
+        for attempt in (0, 1):
+            conn, reused = self._checkout(origin, timeout)
+            try:
+                conn.request(method, target, body=body, headers=sent_headers)
+                response = conn.getresponse()
+                data = self._read(response, max_bytes, deadline)
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                # A kept-alive connection the server closed fails on first use; retry once fresh.
+                if reused and attempt == 0 and not isinstance(exc, socket.timeout | TimeoutError):
+                    continue
+                raise FetchError(f"{type(exc).__name__} from {host}") from exc
+            if response.will_close:
+                conn.close()
+            else:
+                self._checkin(origin, conn)
+            if 300 <= response.status < 400:
+                raise FetchError(f"redirect ({response.status}) not followed")
+            return HTTPResponse(response.status, dict(response.getheaders()), data)
+        raise FetchError("unreachable")  # pragma: no cover
+
+    def _read(self, response: http.client.HTTPResponse, max_bytes: int, deadline: float) -> bytes:
+        length = response.getheader("Content-Length")
+        if length is not None and length.isdigit() and int(length) > max_bytes:
+            raise FetchError("response too large")
+        chunks, size = [], 0
+        while True:
+            if self.clock() > deadline:
+                raise FetchError("response too slow")
+            chunk = response.read(min(65536, max_bytes + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > max_bytes:
+                raise FetchError("response too large")
+
+    def _checkout(self, origin: Origin, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            idle = self._idle.get(origin)
+            conn = idle.pop() if idle else None
+        if conn is not None:
+            if conn.sock is not None:
+                conn.sock.settimeout(timeout)
+            conn.timeout = timeout
+            return conn, True
+        scheme, host, port = origin
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=timeout, context=self.ssl_context), False
+        return http.client.HTTPConnection(host, port, timeout=timeout), False
+
+    def _checkin(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            if len(idle) < self.pool_size:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._idle = self._idle, {}
+        for idle in pools.values():
+            for conn in idle:
+                conn.close()
+
+
+_default: HTTPClient | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> HTTPClient:
+    """The process-wide client, created on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = HTTPClient()
+        return _default

@@ -1,0 +1,403 @@
+"""The Flask edge: ``ResourceProtector``, ``current_token``, and the hot path.
+
+The only module that touches Flask. Everything it calls (validators, cache,
+deny-list) is framework-neutral.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, NoReturn, ParamSpec, TypeVar, overload
+
+from authlib.integrations.flask_oauth2.signals import token_authenticated
+from flask import Response, g, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.local import LocalProxy
+
+from ._credentials import check_token, digest, parse_authorization, peek_jws
+from ._log import fingerprint, logger, throttled
+from ._requirements import Requirement, ScopeOperator, compile_requirement
+from .cache import TokenCache
+from .errors import (
+    BearerGuardError,
+    InsufficientScopeError,
+    InvalidRequestError,
+    InvalidTokenError,
+    MissingTokenError,
+    TokenExpiredError,
+    TokenRevokedError,
+    UnknownTokenError,
+    ValidatorUnavailableError,
+)
+from .revocation import RevocationStore
+from .validators.base import TokenInfo, TokenValidator
+from .validators.bearer import BearerTokenValidator
+
+__all__ = ["BearerGuardHTTPException", "ResourceProtector", "current_token", "token_authenticated"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+_DEFAULT: Any = object()
+_G_TOKEN = "_bearerguard_token"
+_G_REATTACH = "_bearerguard_reattach"
+
+
+class BearerGuardHTTPException(HTTPException):
+    """Carries a refusal through Flask; ``@app.errorhandler(401)`` can catch it."""
+
+    def __init__(self, error: BearerGuardError, response: Response) -> None:
+        super().__init__(description=error.description, response=response)
+        self.code = error.status_code
+        self.error = error
+
+
+class ResourceProtector:
+    """Protect Flask views with bearer tokens; Authlib's API, routed and cached.
+
+    Example::
+
+        require_oauth = ResourceProtector()
+        require_oauth.register_token_validator(MyBearerTokenValidator())
+
+        @app.route("/user")
+        @require_oauth("profile")
+        def user_profile():
+            return jsonify(current_token.user.to_dict())
+
+    :param realm: the ``realm`` of every ``WWW-Authenticate`` challenge.
+    :param cache: a :class:`TokenCache`; ``None`` validates every request.
+    :param revocations: the deny-list; default an in-process
+        :class:`RevocationStore`, or ``bearerguard.redis.RedisRevocationStore``
+        to share it between processes.
+    :param allow_form_token: accept ``access_token`` in a form body (RFC 6750 §2.2).
+    :param allow_query_token: accept ``access_token`` in the query (§2.3); it
+        leaks into logs and history, so it is off by default.
+    :param max_token_length: longer tokens are refused before any parsing.
+    :param clock: wall-clock seconds, shared with the default cache and store.
+    """
+
+    def __init__(
+        self,
+        *,
+        realm: str | None = "api",
+        cache: TokenCache | None = _DEFAULT,
+        revocations: RevocationStore | None = None,
+        allow_form_token: bool = False,
+        allow_query_token: bool = False,
+        max_token_length: int = 8192,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.realm = realm
+        self.clock = clock
+        self.cache = TokenCache(clock=clock) if cache is _DEFAULT else cache
+        self.revocations = revocations if revocations is not None else RevocationStore(clock=clock)
+        self.revocations.add_listener(self._evict_key)
+        self.allow_form_token = allow_form_token
+        self.allow_query_token = allow_query_token
+        self.max_token_length = max_token_length
+        self._jwt: dict[str, TokenValidator] = {}
+        self._opaque: list[TokenValidator] = []
+        self._request_checks: list[Any] = []
+        self._outcomes: Counter[str] = Counter()
+        self._outcomes_lock = threading.Lock()
+
+    # -- configuration ---------------------------------------------------------
+
+    def register_token_validator(self, validator: TokenValidator) -> None:
+        """Add a validator. JWT validators are keyed by issuer; opaque ones are
+        tried in registration order."""
+        if validator.kind == "jwt":
+            if not validator.issuer:
+                raise ValueError("a JWT validator needs an issuer")
+            if validator.issuer in self._jwt:
+                raise ValueError(f"a validator for issuer {validator.issuer!r} is registered")
+            self._jwt[validator.issuer] = validator
+        else:
+            self._opaque.append(validator)
+        # Only a hook the user wrote costs anything per request.
+        hook = getattr(type(validator), "request_invalid", None)
+        if hook is not None and hook is not BearerTokenValidator.request_invalid:
+            self._request_checks.append(validator.request_invalid)  # type: ignore[attr-defined]
+        validator.bind(self)
+
+    @property
+    def validators(self) -> list[TokenValidator]:
+        return [*self._jwt.values(), *self._opaque]
+
+    # -- the decorator and its friends ------------------------------------------
+
+    @overload
+    def __call__(self, scope: Callable[P, R]) -> Callable[P, R]: ...
+
+    @overload
+    def __call__(
+        self,
+        scope: str | Iterable[str] | None = None,
+        operator: Literal["AND", "OR"] | str | ScopeOperator = "AND",
+        *,
+        optional: bool = False,
+        **claims: Any,
+    ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+    def __call__(
+        self,
+        scope: Any = None,
+        operator: Any = "AND",
+        *,
+        optional: bool = False,
+        **claims: Any,
+    ) -> Any:
+        """Decorate a view: ``@require_oauth('profile email', 'OR')``.
+
+        ``optional=True`` lets requests without credentials through with a falsy
+        ``current_token``; a bad token is still refused. ``groups=``, ``roles=``
+        and ``entitlements=`` require any one of the listed claim values.
+        """
+        if callable(scope) and not isinstance(scope, str | list | tuple):
+            return self()(scope)  # bare @require_oauth
+        requirement = compile_requirement(scope, operator, claims)
+
+        def decorator(view: Callable[P, R]) -> Callable[P, R]:
+            if inspect.iscoroutinefunction(view):
+                async_view: Callable[P, Awaitable[Any]] = view
+
+                @functools.wraps(view)
+                async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                    self._authorize(requirement, optional)
+                    return await async_view(*args, **kwargs)
+
+                return async_wrapper  # type: ignore[return-value]
+
+            @functools.wraps(view)
+            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+                self._authorize(requirement, optional)
+                return view(*args, **kwargs)
+
+            return wrapper
+
+        return decorator
+
+    @contextmanager
+    def acquire(
+        self,
+        scope: str | Iterable[str] | None = None,
+        operator: str | ScopeOperator = "AND",
+        **claims: Any,
+    ) -> Iterator[Any]:
+        """``with require_oauth.acquire('profile') as token:`` inside a view."""
+        yield self.acquire_token(scope, operator, **claims)
+
+    def acquire_token(
+        self,
+        scopes: str | Iterable[str] | None = None,
+        operator: str | ScopeOperator = "AND",
+        **claims: Any,
+    ) -> Any:
+        """Authorize this request and return its token, re-attached if it is an ORM row."""
+        self._authorize(compile_requirement(scopes, operator, claims), False)
+        token = g.get(_G_TOKEN)
+        reattach = g.get(_G_REATTACH)
+        if reattach is not None:
+            token = reattach(token)
+            setattr(g, _G_TOKEN, token)
+            setattr(g, _G_REATTACH, None)
+        return token
+
+    def raise_error_response(self, error: BearerGuardError) -> NoReturn:
+        """Turn a refusal into a response; override to customize."""
+        body = json.dumps(dict(error.get_body()))
+        response = Response(body, status=error.status_code, mimetype="application/json")
+        for name, value in error.get_headers(self.realm):
+            response.headers[name] = value
+        raise BearerGuardHTTPException(error, response)
+
+    # -- the hot path -----------------------------------------------------------
+
+    def _authorize(self, requirement: Requirement, optional: bool) -> None:
+        try:
+            info = self.authenticate()
+        except MissingTokenError as error:
+            if optional:
+                setattr(g, _G_TOKEN, None)
+                setattr(g, _G_REATTACH, None)
+                return
+            self._refuse(error)
+        except BearerGuardError as error:
+            self._refuse(error)
+        missing = requirement.missing(info)
+        if missing is not None:
+            description = None if missing == "scope" else f"token lacks a required {missing} value"
+            self._refuse(InsufficientScopeError(description, scope=requirement.scope))
+        setattr(g, _G_TOKEN, info.token)
+        setattr(g, _G_REATTACH, info.reattach)
+        if token_authenticated.receivers:
+            token_authenticated.send(self, token=info.token)
+
+    def authenticate(self) -> TokenInfo:
+        """Find, validate and deny-list-check this request's token (no scope check)."""
+        token = self._token_from_request()
+        for check in self._request_checks:
+            if check(request._get_current_object()):  # type: ignore[attr-defined]
+                raise InvalidRequestError()
+        key = digest(token)
+        cache = self.cache
+        entry = cache.get(key) if cache is not None else None
+        if entry is not None:
+            info = entry.info
+            if info.expiry_check is not None and info.expiry_check():
+                cache.evict(key)  # type: ignore[union-attr]
+                raise TokenExpiredError()
+        elif cache is not None:
+            info = cache.load(key, lambda: self._validate(token))
+        else:
+            info = self._validate(token)
+        if self.revocations.is_revoked(key, info, self.clock()):
+            raise TokenRevokedError()
+        return info
+
+    def _token_from_request(self) -> str:
+        header = request.environ.get("HTTP_AUTHORIZATION")
+        if not (self.allow_query_token or self.allow_form_token):
+            if header is None:
+                raise MissingTokenError()
+            return parse_authorization(header, self.max_token_length)
+        found = [] if header is None else [parse_authorization(header, self.max_token_length)]
+        if self.allow_query_token:
+            found += request.args.getlist("access_token")
+        if (
+            self.allow_form_token
+            and request.method not in ("GET", "HEAD")
+            and request.mimetype == "application/x-www-form-urlencoded"
+        ):
+            found += request.form.getlist("access_token")
+        if not found:
+            raise MissingTokenError()
+        if len(found) > 1:
+            raise InvalidRequestError("access token sent in more than one place")
+        return check_token(found[0], self.max_token_length)
+
+    # -- validation (cache misses) ------------------------------------------------
+
+    def _validate(self, token: str) -> TokenInfo:
+        jws = peek_jws(token) if self._jwt else None
+        if jws is not None:
+            payload = jws[1]
+            issuer = payload.get("iss") if payload is not None else None
+            validator = self._jwt.get(issuer) if isinstance(issuer, str) else None
+            if validator is None:
+                raise InvalidTokenError("untrusted issuer" if payload else "malformed token")
+            return validator.validate(token)
+        unavailable: ValidatorUnavailableError | None = None
+        for validator in self._opaque:
+            try:
+                return validator.validate(token)
+            except UnknownTokenError:
+                continue
+            except ValidatorUnavailableError as error:
+                unavailable = error
+        if unavailable is not None:
+            raise unavailable
+        if not self._opaque and not self._jwt:
+            throttled("no-validators", "ResourceProtector has no validator registered")
+        raise UnknownTokenError()
+
+    def _refuse(self, error: BearerGuardError) -> NoReturn:
+        with self._outcomes_lock:
+            self._outcomes[error.error or "missing_token"] += 1
+        logger.debug("refused: %s %s", error.status_code, error.description)
+        self.raise_error_response(error)
+
+    # -- revocation ---------------------------------------------------------------
+
+    def revoke(self, token_string: str) -> None:
+        """Refuse ``token_string`` from the next request on, until it would have expired."""
+        key = digest(token_string)
+        until = self._known_expiry(key, token_string)
+        if until is None:
+            until = self.clock() + self.revocations.max_token_lifetime
+        self.revocations.revoke_token(key, until)
+        logger.info("revoked token %s", fingerprint(token_string))
+
+    def revoke_jti(self, jti: str, exp: float) -> None:
+        """Refuse every token with this ``jti`` until ``exp``."""
+        self.revocations.revoke_jti(jti, float(exp))
+
+    def revoke_subject(self, subject: str, before: float | None = None) -> None:
+        """Refuse every token of ``subject`` issued before ``before`` (default: now)."""
+        self.revocations.revoke_subject(subject, self.clock() if before is None else before)
+
+    def revoke_client(self, client_id: str, before: float | None = None) -> None:
+        """Refuse every token of ``client_id`` issued before ``before`` (default: now)."""
+        self.revocations.revoke_client(client_id, self.clock() if before is None else before)
+
+    def evict(self, token_string: str) -> None:
+        """Forget a cached validation everywhere (the token changed), without refusing it."""
+        self.revocations.evict(digest(token_string))
+
+    def _evict_key(self, key: bytes) -> None:
+        if self.cache is not None:
+            self.cache.evict(key)
+
+    def _known_expiry(self, key: bytes, token_string: str) -> float | None:
+        entry = self.cache._index.get(key) if self.cache is not None else None
+        if entry is not None and entry.info.expires_at is not None:
+            return entry.info.expires_at
+        jws = peek_jws(token_string)
+        exp = jws[1].get("exp") if jws is not None and jws[1] is not None else None
+        if isinstance(exp, int | float) and not isinstance(exp, bool):
+            return float(exp)
+        for validator in self._opaque:
+            peeked = validator.peek_expiry(token_string)
+            if peeked is not None:
+                return peeked
+        return None
+
+    # -- observability ------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: cache (hits, misses, ...), refusals by error code, revocations."""
+        with self._outcomes_lock:
+            refused = dict(self._outcomes)
+        return {
+            "cache": self.cache.stats() if self.cache is not None else None,
+            "refused": refused,
+            "revocations_applied": self.revocations.applied,
+        }
+
+
+def _current() -> Any:
+    return g.get(_G_TOKEN)
+
+
+class _CurrentToken(LocalProxy):  # type: ignore[type-arg]
+    """``current_token``: this request's token, re-attaching cached ORM rows lazily.
+
+    A cached SQLAlchemy row is detached; the first time a view reads an
+    attribute it has not loaded (a lazy relationship), the row is merged into
+    the current session without a query and the read is retried.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        token = g.get(_G_TOKEN)
+        reattach = g.get(_G_REATTACH)
+        if reattach is None:
+            return getattr(token, name)
+        try:
+            return getattr(token, name)
+        except Exception as exc:
+            if type(exc).__name__ != "DetachedInstanceError":
+                raise
+        token = reattach(token)
+        setattr(g, _G_TOKEN, token)
+        setattr(g, _G_REATTACH, None)
+        return getattr(token, name)
+
+
+current_token: Any = _CurrentToken(_current)

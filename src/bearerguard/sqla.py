@@ -1,0 +1,139 @@
+"""SQLAlchemy glue: the validator factory, cached rows, and eviction on commit.
+
+Needs the ``sqla`` extra. Works with Flask-SQLAlchemy's ``db.session``, a
+``scoped_session`` or a plain ``Session``, and with both token models seen in
+the wild: the seed-era one (a ``revoked`` boolean) and Authlib 1.x's
+``OAuth2TokenMixin`` (``access_token_revoked_at``, ``issued_at`` +
+``expires_in``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import weakref
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+
+from ._log import logger
+from .validators.base import TokenInfo
+from .validators.bearer import BearerTokenValidator
+
+__all__ = ["create_bearer_token_validator"]
+
+_PENDING = "bearerguard_evict"
+
+
+def create_bearer_token_validator(session: Any, token_model: type) -> type[BearerTokenValidator]:
+    """A validator class that finds tokens by their ``access_token`` column.
+
+    Example::
+
+        BearerTokenValidator = create_bearer_token_validator(db.session, Token)
+        require_oauth.register_token_validator(BearerTokenValidator())
+
+    A commit that changes or deletes a cached token row (revoking it, say)
+    evicts it from the protector's cache, so the next request is refused.
+    """
+
+    class SQLAlchemyBearerTokenValidator(BearerTokenValidator):
+        def authenticate_token(self, token_string: str) -> Any:
+            column = getattr(token_model, self.token_attribute)
+            query = select(token_model).where(column == token_string).limit(1)
+            return session.execute(query).scalars().first()
+
+    SQLAlchemyBearerTokenValidator.session = session
+    SQLAlchemyBearerTokenValidator.__qualname__ = f"BearerTokenValidator[{token_model.__name__}]"
+    return SQLAlchemyBearerTokenValidator
+
+
+def prepare_cached_row(validator: BearerTokenValidator, info: TokenInfo, protector: Any) -> TokenInfo:
+    """Make a validated ORM row safe to share through the cache.
+
+    The cache keeps a detached copy of the row's loaded columns (never a row
+    that belongs to one request's session, which another thread must not
+    touch), and a ``reattach`` that merges it into the current session without
+    a query, which ``current_token`` calls only when a view reads something
+    not loaded, like a lazy relationship.
+    """
+    row = info.token
+    session = validator.session
+    if session is None:
+        extension = getattr(type(row), "__fsa__", None)  # a Flask-SQLAlchemy model
+        session = getattr(extension, "session", None)
+    if protector is not None:
+        _watch(type(row), protector, validator.token_attribute)
+    if session is None:
+        return info
+
+    def reattach(copy: Any) -> Any:
+        return session.merge(copy, load=False)
+
+    return dataclasses.replace(info, token=_detached_copy(row), reattach=reattach)
+
+
+def _detached_copy(row: Any) -> Any:
+    state = sa_inspect(row)
+    mapper = state.mapper
+    copy = mapper.class_manager.new_instance()
+    loaded = state.dict
+    for prop in mapper.column_attrs:
+        if prop.key in loaded:
+            set_committed_value(copy, prop.key, loaded[prop.key])
+    make_transient_to_detached(copy)
+    return copy
+
+
+# -- eviction on commit ----------------------------------------------------------
+
+_watch_lock = threading.Lock()
+_watched: dict[type, tuple[str, weakref.WeakSet[Any]]] = {}
+
+
+def _watch(model: type, protector: Any, attribute: str) -> None:
+    with _watch_lock:
+        if model not in _watched:
+            _watched[model] = (attribute, weakref.WeakSet())
+            event.listen(model, "after_update", _row_changed)
+            event.listen(model, "after_delete", _row_changed)
+            if not event.contains(Session, "after_commit", _after_commit):
+                event.listen(Session, "after_commit", _after_commit)
+                event.listen(Session, "after_rollback", _after_rollback)
+        _watched[model][1].add(protector)
+
+
+def _evict(model: type, token: str) -> None:
+    _, protectors = _watched[model]
+    for protector in list(protectors):
+        protector.evict(token)
+
+
+def _row_changed(_mapper: Any, _connection: Any, target: Any) -> None:
+    model = type(target)
+    if model not in _watched:
+        return
+    token = getattr(target, _watched[model][0], None)
+    if not isinstance(token, str):
+        return
+    _evict(model, token)
+    # Evict again after commit: a request may have re-read the old row between
+    # this flush and the commit, and cached it.
+    session = Session.object_session(target)
+    if session is not None:
+        session.info.setdefault(_PENDING, set()).add((model, token))
+
+
+def _after_commit(session: Session) -> None:
+    pending = session.info.pop(_PENDING, ())
+    for model, token in pending:
+        _evict(model, token)
+    if pending:
+        logger.debug("evicted %d token row(s) changed by a commit", len(pending))
+
+
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)

@@ -1,0 +1,146 @@
+"""What every validator gives the protector, and how any token is read.
+
+A validator turns a token string into a :class:`TokenInfo`: the object the
+view sees as ``current_token`` plus the few facts the hot path needs (scopes,
+expiry, who it belongs to). The protector caches that, so a cache hit never
+calls back into the validator or touches the token object.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+__all__ = ["TokenInfo", "TokenValidator", "describe_token", "scopes_of"]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A validated token and what the hot path checks on every hit."""
+
+    #: What ``current_token`` resolves to: an ORM row, an object, or a claims mapping.
+    token: Any
+    scopes: frozenset[str]
+    #: Absolute expiry (epoch seconds), or None when the token states none.
+    expires_at: float | None = None
+    subject: str | None = None
+    client_id: str | None = None
+    jti: str | None = None
+    issued_at: float | None = None
+    #: A mapping of claims for ``groups=``/``roles=``/``entitlements=`` checks.
+    claims: Mapping[str, Any] | None = None
+    #: For tokens that only say ``is_expired()``: re-asked on every cache hit.
+    expiry_check: Callable[[], bool] | None = None
+    #: Re-binds a cached ORM row to the current session (see ``bearerguard.sqla``).
+    reattach: Callable[[Any], Any] | None = None
+
+
+class TokenValidator:
+    """Base of every validator the protector can route tokens to.
+
+    ``kind`` says which tokens the protector sends here: ``"jwt"`` validators get
+    JWS compact tokens (chosen by their ``issuer``), ``"opaque"`` validators get
+    everything else. Subclasses implement :meth:`validate`.
+    """
+
+    TOKEN_TYPE: ClassVar[str] = "bearer"
+    kind: ClassVar[Literal["jwt", "opaque"]] = "opaque"
+    #: For ``kind = "jwt"``: the exact ``iss`` this validator trusts.
+    issuer: str | None = None
+
+    def __init__(self, realm: str | None = None, **extra_attributes: Any) -> None:
+        self.realm = realm
+        self.extra_attributes = extra_attributes
+
+    def bind(self, protector: Any) -> None:
+        """Called once by ``register_token_validator``; a hook for set-up."""
+
+    def validate(self, token_string: str) -> TokenInfo:
+        """Check ``token_string`` and describe it, or raise a ``BearerGuardError``."""
+        raise NotImplementedError
+
+    def peek_expiry(self, token_string: str) -> float | None:
+        """The token's expiry if it can be read without a backend call (for revoke)."""
+        return None
+
+
+def scopes_of(value: Any) -> frozenset[str]:
+    """Scopes from a space-separated string (``scope``) or a list (``scp``)."""
+    if not value:
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, Iterable):
+        return frozenset(s for s in value if isinstance(s, str))
+    return frozenset()
+
+
+def _number(value: Any) -> float | None:
+    # bool is an int; a claim of `true` is not a time.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _object_expiry(token: Any) -> tuple[float | None, Callable[[], bool] | None]:
+    getter = getattr(token, "get_expires_at", None)
+    if callable(getter):
+        at = _number(getter())
+        if at:
+            return at, None
+    issued, lifetime = getattr(token, "issued_at", None), getattr(token, "expires_in", None)
+    issued_n, lifetime_n = _number(issued), _number(lifetime)
+    if issued_n is not None and lifetime_n:
+        return issued_n + lifetime_n, None
+    check = getattr(token, "is_expired", None)
+    if callable(check):
+        return None, check
+    return None, None
+
+
+def describe_token(token: Any) -> TokenInfo:
+    """Read an Authlib-style token object or a claims mapping into a TokenInfo.
+
+    Objects: ``get_scope()``; ``get_expires_at()``, or ``issued_at`` +
+    ``expires_in`` (0 means no expiry, as in Authlib's mixin), or
+    ``is_expired()``. Mappings: ``scope``/``scp``, ``exp``, ``sub``,
+    ``client_id``, ``jti``, ``iat``.
+    """
+    if isinstance(token, Mapping):
+        return TokenInfo(
+            token=token,
+            scopes=scopes_of(token.get("scope") or token.get("scp")),
+            expires_at=_number(token.get("exp")),
+            subject=_text(token.get("sub")),
+            client_id=_text(token.get("client_id")),
+            jti=_text(token.get("jti")),
+            issued_at=_number(token.get("iat")),
+            claims=token,
+        )
+    get_scope = getattr(token, "get_scope", None)
+    scopes = scopes_of(get_scope() if callable(get_scope) else getattr(token, "scope", None))
+    expires_at, check = _object_expiry(token)
+    user_id = getattr(token, "user_id", None)
+    return TokenInfo(
+        token=token,
+        scopes=scopes,
+        expires_at=expires_at,
+        subject=str(user_id) if user_id is not None else None,
+        client_id=_text(getattr(token, "client_id", None)),
+        jti=None,
+        issued_at=_number(getattr(token, "issued_at", None)),
+        expiry_check=check,
+    )
+
+
+def is_expired(info: TokenInfo, now: float | None = None) -> bool:
+    """True when the token's own expiry has passed."""
+    if info.expires_at is not None:
+        return (time.time() if now is None else now) >= info.expires_at
+    return bool(info.expiry_check and info.expiry_check())

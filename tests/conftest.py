@@ -1,0 +1,99 @@
+"""Shared fixtures: services (PostgreSQL, Redis), loopback servers, a fake clock.
+
+Tests that need PostgreSQL or Redis skip with a one-line reason when the
+service is not there, except under ``BEARERGUARD_REQUIRE_SERVICES=1`` (CI),
+where a missing service fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from bearerguard._log import reset_throttle
+
+from .servers import Handler, LoopbackServer
+
+PG_URL = os.environ.get(
+    "BEARERGUARD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("BEARERGUARD_TEST_REDIS", "redis://127.0.0.1:6379/13")
+REQUIRE_SERVICES = os.environ.get("BEARERGUARD_REQUIRE_SERVICES") == "1"
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def need_service(name: str, host: str, port: int) -> None:
+    """Skip (or, under BEARERGUARD_REQUIRE_SERVICES=1, fail) when a service is down."""
+    if _reachable(host, port):
+        return
+    message = f"{name} not reachable on {host}:{port}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message + " (BEARERGUARD_REQUIRE_SERVICES=1)")
+    pytest.skip(message)
+
+
+@pytest.fixture
+def pg_url() -> str:
+    need_service("PostgreSQL", "127.0.0.1", 5432)
+    return PG_URL
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A dedicated Redis db, flushed before and after the test."""
+    need_service("Redis", "127.0.0.1", 6379)
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+class FakeClock:
+    """Wall-clock seconds that only move when a test says so."""
+
+    def __init__(self, start: float = 1_800_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Handler], LoopbackServer]]:
+    """Start loopback HTTP servers for this test; all are closed after it."""
+    servers: list[LoopbackServer] = []
+
+    def start(handler: Handler) -> LoopbackServer:
+        server = LoopbackServer(handler)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_throttle() -> None:
+    reset_throttle()
