@@ -151,7 +151,7 @@ class TokenCache:
         """Validate through ``loader`` once for all concurrent callers, and cache.
 
         Definitive refusals (``InvalidTokenError``) are cached for
-        ``negative_ttl``; outages (``ValidatorUnavailableError``) never are.
+        ``negative_ttl``; outages (``cacheable = False``) never are.
         """
         with self._lock:
             entry = self._index.get(key)
@@ -175,7 +175,7 @@ class TokenCache:
             return info
         except BaseException as exc:
             flight.error = exc
-            if isinstance(exc, InvalidTokenError) and self.negative_ttl > 0:
+            if isinstance(exc, InvalidTokenError) and exc.cacheable and self.negative_ttl > 0:
                 with self._lock:
                     self._negative[key] = (type(exc), exc.description)
             raise

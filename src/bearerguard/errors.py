@@ -20,6 +20,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidTokenError",
     "MissingTokenError",
+    "SigningKeysUnavailableError",
     "TokenExpiredError",
     "TokenRevokedError",
     "UnknownTokenError",
@@ -41,6 +42,8 @@ class BearerGuardError(OAuth2Error):  # type: ignore[misc]
     status_code: int = 401
     error: str | None = "invalid_token"
     description: str = "The access token is invalid."
+    #: False for refusals caused by an outage, which the cache must not remember.
+    cacheable: bool = True
 
     def __init__(self, description: str | None = None, *, scope: str | None = None) -> None:
         super().__init__(description=description or self.description)
@@ -113,6 +116,17 @@ class TokenRevokedError(InvalidTokenError):
     description = "token revoked"
 
 
+class SigningKeysUnavailableError(InvalidTokenError):
+    """No signing keys could be had (JWKS endpoint down, none fetched yet).
+
+    401 as RFC 6750 wants for a token that cannot be verified, but never
+    cached: the first request after the endpoint recovers is checked afresh.
+    """
+
+    description = "signing keys unavailable"
+    cacheable = False
+
+
 class InsufficientScopeError(BearerGuardError):
     """The token is valid but lacks what the view needs: 403 insufficient_scope."""
 
@@ -130,6 +144,7 @@ class ValidatorUnavailableError(BearerGuardError):
 
     status_code = 503
     error = "temporarily_unavailable"
+    cacheable = False
     description = "The token cannot be checked right now."
     retry_after = 5
 
