@@ -202,13 +202,7 @@ class ResourceProtector:
     ) -> Any:
         """Authorize this request and return its token, re-attached if it is an ORM row."""
         self._authorize(compile_requirement(scopes, operator, claims), False)
-        token = g.get(_G_TOKEN)
-        reattach = g.get(_G_REATTACH)
-        if reattach is not None:
-            token = reattach(token)
-            setattr(g, _G_TOKEN, token)
-            setattr(g, _G_REATTACH, None)
-        return token
+        return _reattached() if g.get(_G_REATTACH) is not None else g.get(_G_TOKEN)
 
     def raise_error_response(self, error: BearerGuardError) -> NoReturn:
         """Turn a refusal into a response; override to customize."""
@@ -386,18 +380,27 @@ class _CurrentToken(LocalProxy):  # type: ignore[type-arg]
 
     def __getattr__(self, name: str) -> Any:
         token = g.get(_G_TOKEN)
-        reattach = g.get(_G_REATTACH)
-        if reattach is None:
+        if g.get(_G_REATTACH) is None:
             return getattr(token, name)
         try:
             return getattr(token, name)
         except Exception as exc:
             if type(exc).__name__ != "DetachedInstanceError":
                 raise
-        token = reattach(token)
-        setattr(g, _G_TOKEN, token)
-        setattr(g, _G_REATTACH, None)
-        return getattr(token, name)
+        return getattr(_reattached(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # A write must land on this request's own copy, never on the cached
+        # row that other requests share.
+        token = _reattached() if g.get(_G_REATTACH) is not None else g.get(_G_TOKEN)
+        setattr(token, name, value)
+
+
+def _reattached() -> Any:
+    token = g.get(_G_REATTACH)(g.get(_G_TOKEN))
+    setattr(g, _G_TOKEN, token)
+    setattr(g, _G_REATTACH, None)
+    return token
 
 
 current_token: Any = _CurrentToken(_current)
