@@ -17,9 +17,7 @@ from bearerguard._log import reset_throttle
 
 from .servers import Handler, LoopbackServer
 
-PG_URL = os.environ.get(
-    "BEARERGUARD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+PG_URL = os.environ.get("BEARERGUARD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("BEARERGUARD_TEST_REDIS", "redis://127.0.0.1:6379/13")
 REQUIRE_SERVICES = os.environ.get("BEARERGUARD_REQUIRE_SERVICES") == "1"
 

@@ -89,8 +89,13 @@ class Env:
     calls: list[str]
 
     def issue(
-        self, value: str, scope: str = "profile email", *, expires_in: int = 3600,
-        revoked: bool = False, user: str = "alice",
+        self,
+        value: str,
+        scope: str = "profile email",
+        *,
+        expires_in: int = 3600,
+        revoked: bool = False,
+        user: str = "alice",
     ) -> str:
         with self.app.app_context():
             owner = db.session.execute(db.select(User).filter_by(name=user)).scalar_one_or_none()

@@ -32,10 +32,11 @@ def parse_authorization(value: str, max_length: int) -> str:
         raise InvalidRequestError("access token too large")
     scheme, _, rest = value.partition(" ")
     if scheme.lower() != "bearer":
-        if not value.strip(" \t"):
+        stripped = value.strip(" \t")
+        if not stripped:
             raise MissingTokenError()
-        if scheme.strip(" \t").lower() == "bearer":
-            raise InvalidRequestError("malformed Authorization header")
+        if stripped[:6].lower() == "bearer" and stripped[6:7] in ("", " ", "\t"):
+            raise InvalidRequestError("malformed Authorization header")  # "Bearer\tx", " Bearer x"
         raise MissingTokenError("unsupported authentication scheme")
     token = rest.lstrip(" ")
     if not token:

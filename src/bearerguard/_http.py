@@ -87,7 +87,11 @@ class HTTPClient:
         check_url(url)
         parts = urlsplit(url)
         host = parts.hostname or ""
-        origin: Origin = (parts.scheme, host, parts.port or (443 if parts.scheme == "https" else 80))
+        origin: Origin = (
+            parts.scheme,
+            host,
+            parts.port or (443 if parts.scheme == "https" else 80),
+        )
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         deadline = self.clock() + timeout
         sent_headers = {"Accept": "application/json", "User-Agent": "bearerguard"}
@@ -117,7 +121,8 @@ class HTTPClient:
         length = response.getheader("Content-Length")
         if length is not None and length.isdigit() and int(length) > max_bytes:
             raise FetchError("response too large")
-        chunks, size = [], 0
+        chunks: list[bytes] = []
+        size = 0
         while True:
             if self.clock() > deadline:
                 raise FetchError("response too slow")
@@ -140,7 +145,9 @@ class HTTPClient:
             return conn, True
         scheme, host, port = origin
         if scheme == "https":
-            return http.client.HTTPSConnection(host, port, timeout=timeout, context=self.ssl_context), False
+            return http.client.HTTPSConnection(
+                host, port, timeout=timeout, context=self.ssl_context
+            ), False
         return http.client.HTTPConnection(host, port, timeout=timeout), False
 
     def _checkin(self, origin: Origin, conn: http.client.HTTPConnection) -> None:

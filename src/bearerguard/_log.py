@@ -28,8 +28,13 @@ def fingerprint(token: str | bytes) -> str:
     return hashlib.sha256(data).hexdigest()[:12]
 
 
-def throttled(event: str, message: str, *args: Any, level: int = logging.WARNING,
-              exc_info: BaseException | None = None) -> bool:
+def throttled(
+    event: str,
+    message: str,
+    *args: Any,
+    level: int = logging.WARNING,
+    exc_info: BaseException | None = None,
+) -> bool:
     """Log ``message`` unless ``event`` was logged in the last interval."""
     now = time.monotonic()
     with _lock:

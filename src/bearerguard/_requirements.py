@@ -66,7 +66,9 @@ def _values(name: str, value: Any) -> frozenset[str]:
     return values
 
 
-def _one(required: frozenset[str], operator: str | ScopeOperator) -> Callable[[frozenset[str]], bool]:
+def _one(
+    required: frozenset[str], operator: str | ScopeOperator
+) -> Callable[[frozenset[str]], bool]:
     if callable(operator):
         user_check = operator
         return lambda scopes: bool(user_check(set(scopes), set(required)))

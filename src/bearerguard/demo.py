@@ -33,8 +33,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, jsonify, request
 from sqlalchemy import ForeignKey, Integer, String, create_engine, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, scoped_session
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    mapped_column,
+    relationship,
+    scoped_session,
+    sessionmaker,
+)
 
 from . import ResourceProtector, current_token
 from .sqla import create_bearer_token_validator
@@ -154,8 +160,10 @@ def create_app(
     extra_tokens: int | None = None,
 ) -> Flask:
     """The demo resource server; arguments default to the environment."""
-    database_url = database_url or os.environ.get("BEARERGUARD_DEMO_DB") or (
-        "sqlite:///" + os.path.join(tempfile.gettempdir(), "bearerguard-demo.db")
+    database_url = (
+        database_url
+        or os.environ.get("BEARERGUARD_DEMO_DB")
+        or ("sqlite:///" + os.path.join(tempfile.gettempdir(), "bearerguard-demo.db"))
     )
     redis_url = redis_url or os.environ.get("BEARERGUARD_REDIS_URL") or None
     if extra_tokens is None:
@@ -243,7 +251,7 @@ def _curl(base: str, path: str, token: str | None) -> str:
 
 
 def _status(url: str, token: str | None) -> int:
-    req = urllib.request.Request(url)
+    req = urllib.request.Request(url)  # noqa: S310 (http to loopback only)
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:

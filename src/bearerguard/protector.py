@@ -18,7 +18,13 @@ from typing import Any, Literal, NoReturn, ParamSpec, TypeVar, overload
 
 from authlib.integrations.flask_oauth2.signals import token_authenticated
 from flask import Response, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import (
+    BadRequest,
+    Forbidden,
+    HTTPException,
+    ServiceUnavailable,
+    Unauthorized,
+)
 from werkzeug.local import LocalProxy
 
 from ._credentials import check_token, digest, parse_authorization, peek_jws
@@ -50,12 +56,23 @@ _G_REATTACH = "_bearerguard_reattach"
 
 
 class BearerGuardHTTPException(HTTPException):
-    """Carries a refusal through Flask; ``@app.errorhandler(401)`` can catch it."""
+    """Carries a refusal through Flask; ``@app.errorhandler(401)`` can catch it.
+
+    Raised as a subclass of Werkzeug's exception for its status (Unauthorized,
+    Forbidden, ...), because Flask finds error handlers by class, not instance.
+    ``error`` is the :class:`BearerGuardError`; the response is ready-made.
+    """
 
     def __init__(self, error: BearerGuardError, response: Response) -> None:
         super().__init__(description=error.description, response=response)
-        self.code = error.status_code
         self.error = error
+
+
+_HTTP_EXCEPTIONS: dict[int, type[BearerGuardHTTPException]] = {
+    base.code: type(f"BearerGuard{base.__name__}", (BearerGuardHTTPException, base), {})
+    for base in (BadRequest, Unauthorized, Forbidden, ServiceUnavailable)
+    if base.code is not None
+}
 
 
 class ResourceProtector:
@@ -210,7 +227,7 @@ class ResourceProtector:
         response = Response(body, status=error.status_code, mimetype="application/json")
         for name, value in error.get_headers(self.realm):
             response.headers[name] = value
-        raise BearerGuardHTTPException(error, response)
+        raise _HTTP_EXCEPTIONS.get(error.status_code, BearerGuardHTTPException)(error, response)
 
     # -- the hot path -----------------------------------------------------------
 

@@ -4,7 +4,7 @@ Four kinds of entry, each kept only as long as it can matter:
 
 * a token (by digest), until the token would have expired;
 * a ``jti``, until the given expiry;
-* a subject, or a client: every token of it issued before a time, kept for
+* a subject, or a client: every token of it issued up to a time, kept for
   ``max_token_lifetime`` after that time (no token issued before it can still
   be alive then). A token that states no issue time is refused (fail closed).
 
@@ -78,7 +78,9 @@ class RevocationStore:
             before = rules.get(owner)
             if before is None or now >= before + self.max_token_lifetime:
                 continue
-            if info.issued_at is None or info.issued_at < before:
+            # <=: a token issued in the very second of the revocation is
+            # refused too (iat has one-second resolution); fail closed.
+            if info.issued_at is None or info.issued_at <= before:
                 return True
         return False
 

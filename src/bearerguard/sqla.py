@@ -43,7 +43,7 @@ def create_bearer_token_validator(session: Any, token_model: type) -> type[Beare
     class SQLAlchemyBearerTokenValidator(BearerTokenValidator):
         def authenticate_token(self, token_string: str) -> Any:
             column = getattr(token_model, self.token_attribute)
-            query = select(token_model).where(column == token_string).limit(1)
+            query: Any = select(token_model).where(column == token_string).limit(1)
             return session.execute(query).scalars().first()
 
     SQLAlchemyBearerTokenValidator.session = session
@@ -51,7 +51,9 @@ def create_bearer_token_validator(session: Any, token_model: type) -> type[Beare
     return SQLAlchemyBearerTokenValidator
 
 
-def prepare_cached_row(validator: BearerTokenValidator, info: TokenInfo, protector: Any) -> TokenInfo:
+def prepare_cached_row(
+    validator: BearerTokenValidator, info: TokenInfo, protector: Any
+) -> TokenInfo:
     """Make a validated ORM row safe to share through the cache.
 
     The cache keeps a detached copy of the row's loaded columns (never a row

@@ -49,6 +49,8 @@ class TokenValidator:
     kind: ClassVar[Literal["jwt", "opaque"]] = "opaque"
     #: For ``kind = "jwt"``: the exact ``iss`` this validator trusts.
     issuer: str | None = None
+    #: Wall-clock seconds; ``bind`` may replace it with the protector's.
+    clock: Callable[[], float] = staticmethod(time.time)
 
     def __init__(self, realm: str | None = None, **extra_attributes: Any) -> None:
         self.realm = realm

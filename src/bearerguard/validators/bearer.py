@@ -66,6 +66,7 @@ class BearerTokenValidator(TokenValidator):
 
     def bind(self, protector: Any) -> None:
         self._protector = protector
+        self.clock = protector.clock
 
     def validate(self, token_string: str) -> TokenInfo:
         try:
@@ -78,7 +79,7 @@ class BearerTokenValidator(TokenValidator):
         if not token:
             raise UnknownTokenError()
         info = describe_token(token)
-        if is_expired(info):
+        if is_expired(info, self.clock()):
             raise TokenExpiredError()
         if self.token_revoked(token):
             raise TokenRevokedError()
