@@ -46,6 +46,25 @@ def pg_url() -> str:
     return PG_URL
 
 
+def pg_schema_url(base_url: str = PG_URL) -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test; yields a URL whose search_path is it."""
+    need_service("PostgreSQL", "127.0.0.1", 5432)
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    schema = f"bg_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(PG_URL)
+    with engine.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{base_url}?options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+
+
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """A dedicated Redis db, flushed before and after the test."""

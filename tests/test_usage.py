@@ -15,24 +15,8 @@ from flask import g
 
 from bearerguard import ResourceProtector, token_authenticated
 
-from .conftest import PG_URL, need_service
+from .conftest import pg_schema_url
 from .sqla_app import Env, build, db
-
-
-def _pg_schema_url() -> Iterator[str]:
-    need_service("PostgreSQL", "127.0.0.1", 5432)
-    from sqlalchemy import create_engine, text
-
-    schema = f"bg_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(PG_URL)
-    with engine.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -40,7 +24,7 @@ def database_url(request: pytest.FixtureRequest) -> Iterator[str]:
     if request.param == "sqlite":
         yield "sqlite://"
     else:
-        yield from _pg_schema_url()
+        yield from pg_schema_url()
 
 
 @pytest.fixture(
