@@ -30,7 +30,7 @@ from werkzeug.local import LocalProxy
 from ._credentials import check_token, digest, parse_authorization, peek_jws
 from ._log import fingerprint, logger, throttled
 from ._requirements import Requirement, ScopeOperator, compile_requirement
-from .cache import TokenCache
+from .cache import TokenCache, _Counter
 from .errors import (
     BearerGuardError,
     InsufficientScopeError,
@@ -124,6 +124,9 @@ class ResourceProtector:
         self._request_checks: list[Any] = []
         self._outcomes: Counter[str] = Counter()
         self._outcomes_lock = threading.Lock()
+        self._accepted = _Counter()
+        #: Called with each authorization's duration in seconds (metrics); None: not timed.
+        self.observe_latency: Callable[[float], None] | None = None
 
     # -- configuration ---------------------------------------------------------
 
@@ -232,6 +235,16 @@ class ResourceProtector:
     # -- the hot path -----------------------------------------------------------
 
     def _authorize(self, requirement: Requirement, optional: bool) -> None:
+        observe = self.observe_latency
+        if observe is None:
+            return self._check(requirement, optional)
+        start = time.perf_counter()
+        try:
+            return self._check(requirement, optional)
+        finally:
+            observe(time.perf_counter() - start)
+
+    def _check(self, requirement: Requirement, optional: bool) -> None:
         try:
             info = self.authenticate()
         except MissingTokenError as error:
@@ -248,6 +261,7 @@ class ResourceProtector:
             self._refuse(InsufficientScopeError(description, scope=requirement.scope))
         setattr(g, _G_TOKEN, info.token)
         setattr(g, _G_REATTACH, info.reattach)
+        self._accepted.bump()
         if token_authenticated.receivers:
             token_authenticated.send(self, token=info.token)
 
@@ -373,13 +387,21 @@ class ResourceProtector:
     # -- observability ------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
-        """Counters: cache (hits, misses, ...), refusals by error code, revocations."""
+        """Counters: validations by outcome and error code, cache, revocations,
+        and each validator's own (JWKS fetches, introspection calls, ...)."""
         with self._outcomes_lock:
             refused = dict(self._outcomes)
+        validators = {}
+        for index, validator in enumerate(self.validators):
+            counters = getattr(validator, "stats", None)
+            if callable(counters):
+                name = validator.issuer or f"{index}:{type(validator).__name__}"
+                validators[f"{validator.kind}:{name}"] = counters()
         return {
+            "validations": {"accepted": self._accepted.value, "refused": refused},
             "cache": self.cache.stats() if self.cache is not None else None,
-            "refused": refused,
             "revocations_applied": self.revocations.applied,
+            "validators": validators,
         }
 
 

@@ -1,0 +1,116 @@
+"""The ``bearerguard`` console script, run as a subprocess as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+
+SCRIPT = Path(sys.executable).parent / "bearerguard"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    environment = dict(os.environ)
+    environment["BEARERGUARD_DEMO_KEY"] = str(tmp_path / "demo-key.pem")
+    environment["BEARERGUARD_DEMO_DB"] = f"sqlite:///{tmp_path / 'demo.db'}"
+    environment.pop("NO_COLOR", None)
+    return environment
+
+
+def run(
+    env: dict[str, str], *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(SCRIPT), *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_mint_then_inspect(env: dict[str, str]) -> None:
+    minted = run(env, "mint", "--scope", "read write", "--expires", "10m")
+    assert minted.returncode == 0, minted.stderr
+    token = minted.stdout.strip()
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["scope"] == "read write"
+    assert 590 <= claims["exp"] - time.time() <= 600
+
+    shown = run(env, "inspect", token)
+    assert shown.returncode == 0
+    assert '"alg": "RS256"' in shown.stdout
+    assert "expires" in shown.stdout and "in 10 min" in shown.stdout
+    assert "read write" in shown.stdout
+    assert "\033[" not in shown.stdout  # not a terminal: no colour
+
+
+def test_inspect_reads_stdin_and_strips_bearer(env: dict[str, str]) -> None:
+    token = run(env, "mint").stdout.strip()
+    shown = run(env, "inspect", "-", stdin=f"Bearer {token}\n")
+    assert shown.returncode == 0
+    assert '"sub": "alice"' in shown.stdout
+
+
+def test_inspect_expired_says_ago(env: dict[str, str]) -> None:
+    token = jwt.encode({"exp": int(time.time()) - 7200, "scope": "a"}, "k" * 32, algorithm="HS256")
+    shown = run(env, "inspect", token)
+    assert "2 h ago" in shown.stdout
+
+
+def test_inspect_colour_on_request(env: dict[str, str]) -> None:
+    token = jwt.encode({"exp": int(time.time()) - 60}, "k" * 32, algorithm="HS256")
+    shown = run(env, "inspect", "--colour", token)
+    assert "\033[1;31m" in shown.stdout  # the expiry is shown in red
+
+
+def test_inspect_opaque(env: dict[str, str]) -> None:
+    shown = run(env, "inspect", "demo-good")
+    assert shown.returncode == 0
+    assert "opaque token" in shown.stdout
+
+
+def test_inspect_json(env: dict[str, str]) -> None:
+    token = run(env, "mint", "--scope", "x").stdout.strip()
+    data: dict[str, Any] = json.loads(run(env, "inspect", "--json", token).stdout)
+    assert data["format"] == "jws"
+    assert data["scopes"] == ["x"]
+    assert data["claims"]["iss"] == "http://127.0.0.1:5000"
+    assert data["times"]["exp"]["relative"].startswith("in ")
+    opaque = json.loads(run(env, "inspect", "--json", "opaque").stdout)
+    assert opaque == {"format": "opaque", "length": 6}
+
+
+def test_usage_error_exits_2(env: dict[str, str]) -> None:
+    assert run(env, "inspect").returncode == 2
+    assert run(env, "mint", "--expires", "soon").returncode == 2
+    assert run(env, "frobnicate").returncode == 2
+
+
+def test_python_dash_m(env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bearerguard", "inspect", "opaque-token"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0
+    assert "opaque token" in result.stdout
+
+
+def test_demo_subcommand_check(env: dict[str, str]) -> None:
+    result = run(env, "demo", "--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "all answers as expected" in result.stdout
