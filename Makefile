@@ -22,16 +22,12 @@ $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $@
 
-$(VENV)/.fuzz-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test,fuzz]'
-	touch $@
-
 ## test: lint, type-check and run the whole suite (what CI runs)
 test: lint pytest
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks fuzz
+	$(BIN)/ruff format --check src tests benchmarks fuzz
 	$(BIN)/mypy
 
 pytest: $(VENV)/.test-installed
@@ -40,6 +36,12 @@ pytest: $(VENV)/.test-installed
 ## demo: run the example resource server on 127.0.0.1:5000 (ARGS=--check to self-test)
 demo: $(VENV)/.demo-installed
 	$(BIN)/python -m bearerguard.demo $(ARGS)
+
+## fuzz: coverage-guided fuzzing of the request path (FUZZ_SECONDS, default 60)
+FUZZ_SECONDS ?= 60
+fuzz: $(VENV)/.test-installed
+	mkdir -p .fuzz-corpus
+	$(BIN)/python fuzz/fuzz_protector.py -max_total_time=$(FUZZ_SECONDS) .fuzz-corpus
 
 ## bench: the benchmark suite; table on stdout, JSON + PNG in benchmarks/results/
 bench: $(VENV)/.bench-installed
