@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -114,3 +115,103 @@ def test_demo_subcommand_check(env: dict[str, str]) -> None:
     result = run(env, "demo", "--check")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all answers as expected" in result.stdout
+
+
+@pytest.fixture
+def jwks_file(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from bearerguard import demo
+
+    monkeypatch.setenv("BEARERGUARD_DEMO_KEY", env["BEARERGUARD_DEMO_KEY"])
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps(demo.demo_jwks()))
+    return path
+
+
+VERIFY = ("--issuer", "http://127.0.0.1:5000", "--audience", "bearerguard-demo")
+
+
+def test_verify_valid(env: dict[str, str], jwks_file: Path) -> None:
+    token = run(env, "mint", "--scope", "profile").stdout.strip()
+    result = run(env, "verify", token, *VERIFY, "--jwks", str(jwks_file), "--scope", "profile")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip().endswith("VALID")
+    for check in (
+        "signature",
+        "kid found",
+        "alg allowed",
+        "iss",
+        "aud",
+        "exp",
+        "nbf",
+        "typ",
+        "scope",
+    ):
+        assert check in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason", "failing"),
+    [
+        (("--audience", "someone-else"), "audience mismatch", "aud"),
+        (("--issuer", "https://other.example"), "issuer mismatch", "iss"),
+        (("--scope", "admin"), "insufficient scope", "scope"),
+    ],
+    ids=["audience", "issuer", "scope"],
+)
+def test_verify_invalid_names_first_failure(
+    env: dict[str, str], jwks_file: Path, extra: tuple[str, ...], reason: str, failing: str
+) -> None:
+    token = run(env, "mint", "--scope", "profile").stdout.strip()
+    args = [*VERIFY, "--jwks", str(jwks_file), *extra]
+    result = run(env, "verify", token, *args)
+    assert result.returncode == 1
+    assert f"INVALID: {reason}" in result.stdout
+    first = next(line for line in result.stdout.splitlines() if "first failure" in line)
+    assert failing in first
+
+
+def test_verify_expired_json(env: dict[str, str], jwks_file: Path) -> None:
+    from bearerguard import demo
+
+    os.environ["BEARERGUARD_DEMO_KEY"] = env["BEARERGUARD_DEMO_KEY"]
+    token = demo.mint(expires_in=-120)
+    result = run(env, "verify", token, *VERIFY, "--jwks", str(jwks_file), "--json")
+    assert result.returncode == 1
+    data = json.loads(result.stdout)
+    assert data["valid"] is False and data["reason"] == "token expired"
+    assert {c["name"]: c["ok"] for c in data["checks"]}["exp"] is False
+
+
+def test_verify_tampered_signature(env: dict[str, str], jwks_file: Path) -> None:
+    token = run(env, "mint").stdout.strip()
+    head, body, sig = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(body + "=="))
+    claims["scope"] = "admin"
+    forged_body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    result = run(env, "verify", f"{head}.{forged_body}.{sig}", *VERIFY, "--jwks", str(jwks_file))
+    assert result.returncode == 1
+    assert "invalid signature" in result.stdout
+
+
+def test_verify_with_jwks_uri_on_loopback(env: dict[str, str], jwks_file: Path, serve: Any) -> None:
+    from .servers import Reply
+
+    document = json.loads(jwks_file.read_text())
+    server = serve(lambda seen: Reply(body=document))
+    token = run(env, "mint").stdout.strip()
+    result = run(env, "verify", token, *VERIFY, "--jwks-uri", server.url + "/jwks")
+    assert result.returncode == 0, result.stdout
+    assert [r.path for r in server.requests] == ["/jwks"]
+
+
+def test_verify_network_error_exits_2(env: dict[str, str]) -> None:
+    token = run(env, "mint").stdout.strip()
+    result = run(env, "verify", token, *VERIFY, "--jwks-uri", "http://127.0.0.1:9/jwks")
+    assert result.returncode == 2
+    assert result.stdout.startswith("error:")
+
+
+def test_verify_opaque_token(env: dict[str, str]) -> None:
+    result = run(env, "verify", "demo-good", *VERIFY, "--jwks-uri", "http://127.0.0.1:9/j")
+    assert result.returncode == 1
+    assert "not a JWT" in result.stdout
