@@ -1,14 +1,30 @@
-"""Keys, key sets and tokens minted at run time, for tests that need JWTs.
+"""Keys, key sets, tokens and a JWKS endpoint made at run time, for tests that need JWTs.
 
 Nothing here is committed key material: every key is generated when first
-asked for, and cached for the test session (RSA generation is slow).
+asked for (``cached_keypair`` keeps one per (alg, kid) for the session, as RSA
+generation is slow).
 
-Example::
+Minting::
 
-    key = Keypair.generate("RS256", kid="k1")
+    key = Keypair.generate("RS256", kid="k1")      # or ES256, ES384, PS256, EdDSA
     validator = JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key), clock=clock)
     token = make_token(key, now=clock(), scope="profile")
-    forged = make_token(key, now=clock(), header={"kid": "other"}, aud=None)  # aud removed
+    no_aud = make_token(key, now=clock(), header={"kid": "other"}, aud=None)  # None removes
+    crafted = sign_raw(key, {"alg": "RS256", "crit": ["x"]}, claims(clock()))
+    unsigned = forge({"alg": "none"}, claims(clock()))
+
+Serving keys (with the ``serve`` fixture, or a ``SharedServer`` per module)::
+
+    stub = IssuerStub(key)                          # /jwks.json, plus stub.documents
+    server = serve(stub)
+    stub.publish(key, new_key)                      # rotation
+    stub.fault = Reply(503)                         # outage
+    fetches(server)                                 # JWKS requests so far
+
+Through Flask::
+
+    app = protected_app(protector)                  # /profile, /admin, /students, ...
+    assert_refused(call(app, token), "token expired")
 """
 
 from __future__ import annotations
@@ -18,12 +34,19 @@ import functools
 import json
 import secrets
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from flask import Flask
+
+from bearerguard import ResourceProtector, current_token
+from bearerguard._http import HTTPClient
+
+from .servers import LoopbackServer, Reply, Seen
 
 ISSUER = "https://as.example.com"
 AUDIENCE = "https://api.example.com"
@@ -81,9 +104,10 @@ class Keypair:
         return {k: v for k, v in data.items() if v is not None}
 
     def public_pem(self) -> bytes:
-        return self.public_key.public_bytes(
+        pem: bytes = self.public_key.public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
+        return pem
 
     def sign(self, payload: dict[str, Any], header: dict[str, Any] | None = None) -> str:
         """A JWS compact token of ``payload``, with ``kid`` in the header unless overridden."""
@@ -127,7 +151,11 @@ def claims(now: float | None = None, **overrides: Any) -> dict[str, Any]:
 
 
 def make_token(
-    key: Keypair, *, now: float | None = None, header: dict[str, Any] | None = None, **overrides: Any
+    key: Keypair,
+    *,
+    now: float | None = None,
+    header: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> str:
     """A token signed by ``key`` with :func:`claims` (``now``, ``overrides``) and ``header``."""
     return key.sign(claims(now, **overrides), {"typ": "at+jwt", **(header or {})})
@@ -147,6 +175,18 @@ def forge(header: dict[str, Any], payload: dict[str, Any] | bytes, signature: by
     return f"{b64url(header)}.{b64url(body)}.{b64url(signature)}"
 
 
+def sign_raw(key: Keypair, header: dict[str, Any], payload: dict[str, Any] | bytes) -> str:
+    """A token with exactly ``header`` (any content: crit, odd kids) signed by ``key``.
+
+    ``header["alg"]`` picks the algorithm, so it may differ from ``key.alg``.
+    """
+    body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    signing_input = f"{b64url(header)}.{b64url(body)}"
+    algorithm = jwt.get_algorithm_by_name(header["alg"])
+    signature = algorithm.sign(signing_input.encode(), key.private_key)
+    return f"{signing_input}.{b64url(signature)}"
+
+
 def segments(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes]:
     """The decoded (header, payload, signature) of a compact token, unverified."""
     head, body, sig = token.split(".")
@@ -155,3 +195,146 @@ def segments(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes]:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
     return json.loads(decode(head)), json.loads(decode(body)), decode(sig)
+
+
+# -- an issuer on a loopback server --------------------------------------------------
+
+
+class IssuerStub:
+    """A handler for the ``serve`` fixture: an issuer's JWKS and metadata, faults on demand.
+
+    Example::
+
+        stub = IssuerStub(key)
+        server = serve(stub)
+        validator = JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks_uri=server.url + JWKS_PATH)
+        stub.publish(key, new_key)  # rotation
+        stub.fault = Reply(503)  # outage
+    """
+
+    def __init__(self, *keys: Keypair | dict[str, Any]) -> None:
+        self.jwks = jwks(*keys)
+        #: Path -> JSON document, e.g. discovery metadata.
+        self.documents: dict[str, Any] = {}
+        #: When set, every request gets this reply instead.
+        self.fault: Reply | None = None
+
+    def publish(self, *keys: Keypair | dict[str, Any]) -> None:
+        self.jwks = jwks(*keys)
+
+    def __call__(self, seen: Seen) -> Reply:
+        if self.fault is not None:
+            return self.fault
+        if seen.path == JWKS_PATH:
+            return Reply(200, self.jwks)
+        if seen.path in self.documents:
+            return Reply(200, self.documents[seen.path])
+        return Reply(404, "not found", {"Content-Type": "text/plain"})
+
+
+JWKS_PATH = "/jwks.json"
+
+
+class SharedServer:
+    """One loopback server reused by the tests of a module, each with its own handler.
+
+    Stopping a server takes up to half a second (``serve_forever``'s poll
+    interval), so a module of fifty tests would spend half a minute in
+    teardown. ``use(handler)`` gives the server to the next test with no
+    requests recorded. Tests that stop the server use ``serve`` instead.
+    """
+
+    def __init__(self) -> None:
+        self._handler: Callable[[Seen], Reply] = IssuerStub()
+        self.server = LoopbackServer(lambda seen: self._handler(seen))
+
+    def use(self, handler: Callable[[Seen], Reply]) -> LoopbackServer:
+        self._handler = handler
+        self.server.requests.clear()
+        return self.server
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def loopback_client() -> HTTPClient:
+    """An HTTP client that opens a connection per request.
+
+    A kept-alive connection to ``LoopbackServer`` stalls ~40 ms per request
+    (the server writes headers and body in two sends, and Nagle's algorithm
+    waits for the delayed ACK); a fresh connection takes ~3 ms.
+    """
+    return HTTPClient(pool_size=0)
+
+
+def fetches(server: LoopbackServer, path: str = JWKS_PATH) -> int:
+    """How many requests ``server`` received for ``path``."""
+    return sum(1 for seen in server.requests if seen.path == path)
+
+
+# -- the Flask side -------------------------------------------------------------------
+
+
+def protected_app(protector: ResourceProtector) -> Flask:
+    """A Flask app with a few views guarded by ``protector``.
+
+    ``/profile`` needs scope ``profile``; ``/admin`` scope ``admin``; ``/students``
+    ``roles=student``; ``/admins`` ``groups=admins``; ``/captains``
+    ``entitlements=captain``. Each answers the token's claims and scope.
+    """
+    app = Flask(__name__)
+
+    def answer() -> dict[str, Any]:
+        token = current_token._get_current_object()
+        claims = dict(token) if isinstance(token, Mapping) else {}
+        get_scope = getattr(token, "get_scope", None)
+        return {"claims": claims, "scope": get_scope() if get_scope else None}
+
+    routes = {
+        "/profile": protector("profile"),
+        "/admin": protector("admin"),
+        "/students": protector(roles=["student"]),
+        "/admins": protector(groups=["admins"]),
+        "/captains": protector(entitlements=["captain"]),
+        "/any": protector(),
+    }
+    for path, guard in routes.items():
+        app.add_url_rule(path, path, guard(answer))
+    return app
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a client sees: the status, the ``error`` code and the challenge."""
+
+    status: int
+    error: str | None
+    description: str | None
+    challenge: str | None
+    body: dict[str, Any]
+
+
+def call(app: Flask, token: str | None, path: str = "/profile") -> Outcome:
+    """GET ``path`` with ``token`` as a bearer token (none when None)."""
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    response = app.test_client().get(path, headers=headers)
+    body = response.get_json(silent=True) or {}
+    return Outcome(
+        response.status_code,
+        body.get("error"),
+        body.get("error_description"),
+        response.headers.get("WWW-Authenticate"),
+        body,
+    )
+
+
+def assert_refused(outcome: Outcome, description: str, *, realm: str = "api") -> None:
+    """401 invalid_token with ``description``, in the body and in the challenge."""
+    assert (outcome.status, outcome.error, outcome.description) == (
+        401,
+        "invalid_token",
+        description,
+    ), outcome
+    assert outcome.challenge == (
+        f'Bearer realm="{realm}", error="invalid_token", error_description="{description}"'
+    )

@@ -102,6 +102,9 @@ class HTTPClient:
                 conn.request(method, target, body=body, headers=sent_headers)
                 response = conn.getresponse()
                 data = self._read(response, max_bytes, deadline)
+            except FetchError:
+                conn.close()  # too large or too slow: the rest of the body is unread
+                raise
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 # A kept-alive connection the server closed fails on first use; retry once fresh.

@@ -3,9 +3,12 @@
 from .base import TokenInfo, TokenValidator
 from .bearer import BearerTokenValidator
 from .introspection import IntrospectionTokenValidator
-from .jwt import JWTBearerTokenValidator
+from .jwt import ANY_AUDIENCE, RFC9068_CLAIMS, AccessTokenClaims, JWTBearerTokenValidator
 
 __all__ = [
+    "ANY_AUDIENCE",
+    "RFC9068_CLAIMS",
+    "AccessTokenClaims",
     "BearerTokenValidator",
     "IntrospectionTokenValidator",
     "JWTBearerTokenValidator",

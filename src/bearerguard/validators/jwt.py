@@ -1,11 +1,434 @@
-"""JWT access tokens (RFC 9068) validated locally against a JWKS. (In progress.)"""
+"""JWT access tokens (RFC 9068) validated locally against the issuer's keys.
+
+The protector sends a JWS compact token here when its unverified ``iss`` is
+this validator's ``issuer``. The signature is checked by PyJWT's algorithm
+object for the key chosen by ``kid`` from a pre-parsed key set (static,
+fetched from ``jwks_uri``, or discovered), never with an algorithm or key the
+token names; then the claims are checked (RFC 7519 §4.1, RFC 8725, RFC 9068
+§4). A verified token is cached by the protector, so each token is verified
+once.
+
+Why not ``jwt.decode``: it re-checks each segment's alphabet character by
+character in Python (about 70 µs for a 650-byte RS256 token, three times the
+RSA verification itself); a regex does the same here in C.
+"""
 
 from __future__ import annotations
 
-from .base import TokenValidator
+import base64
+import re
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, Final, NoReturn
 
-__all__ = ["JWTBearerTokenValidator"]
+from .._credentials import b64url_decode, peek_jws
+from .._http import HTTPClient
+from .._jwks import ASYMMETRIC_ALGORITHMS, JWKSFetcher, KeySet, VerifyKey, json_object
+from ..errors import InvalidTokenError, TokenExpiredError
+from .base import TokenInfo, TokenValidator, scopes_of
+
+__all__ = ["ANY_AUDIENCE", "RFC9068_CLAIMS", "AccessTokenClaims", "JWTBearerTokenValidator"]
+
+_MISSING: Final = object()
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+#: RFC 9068 §4: the only ``typ`` values a JWT access token may carry.
+_AT_JWT = frozenset({"at+jwt", "application/at+jwt"})
+#: Every claim RFC 9068 §2.2 makes mandatory; pass as ``required_claims=`` for strict profiles.
+RFC9068_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
+
+
+class _AnyAudience:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ANY_AUDIENCE"
+
+
+#: Pass as ``audience`` to skip the ``aud`` check: only for tokens meant for
+#: every resource (RFC 9068 §4 wants the check, so it is never the default).
+ANY_AUDIENCE: Final = _AnyAudience()
+
+
+class AccessTokenClaims(dict[str, Any]):
+    """``current_token`` for a JWT: its verified claims, read-only.
+
+    A mapping (``current_token["sub"]``) with Authlib's ``get_scope()`` and the
+    JOSE ``header``. It is shared by every request that presents the same
+    token while the token is cached, so it refuses changes; ``dict(token)``
+    is a private, mutable copy.
+    """
+
+    __slots__ = ("header",)
+
+    def __init__(self, claims: Mapping[str, Any], header: Mapping[str, Any] | None = None) -> None:
+        super().__init__(claims)
+        self.header: Mapping[str, Any] = MappingProxyType(dict(header or {}))
+
+    def get_scope(self) -> str:
+        """The granted scopes as one space-separated string (``scope`` or ``scp``)."""
+        scope = self.get("scope")
+        if isinstance(scope, str):
+            return scope
+        scp = scope if scope is not None else self.get("scp")
+        if isinstance(scp, list):
+            return " ".join(s for s in scp if isinstance(s, str))
+        return ""
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("token claims are read-only; copy them with dict(token)")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self), dict(self.header)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict.__repr__(self)})"
+
+
+def _number(value: Any) -> float | None:
+    # bool is an int; a claim of `true` is not a time.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _refuse(description: str) -> NoReturn:
+    raise InvalidTokenError(description)
+
+
+def _values(value: Any) -> frozenset[str]:
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list):
+        return frozenset(v for v in value if isinstance(v, str))
+    return frozenset()
 
 
 class JWTBearerTokenValidator(TokenValidator):
+    """Validate JWT access tokens of one issuer locally, with its public keys.
+
+    Example::
+
+        require_oauth.register_token_validator(
+            JWTBearerTokenValidator(
+                issuer="https://as.example.com",
+                audience="https://api.example.com",
+            )
+        )
+
+    Keys come from ``jwks`` (a JWKS dict), else from ``jwks_uri``, else from the
+    ``jwks_uri`` of the issuer's metadata (``/.well-known/openid-configuration``,
+    then ``/.well-known/oauth-authorization-server``), whose ``issuer`` must be
+    this one. Register one validator per trusted issuer.
+
+    :param issuer: the exact ``iss`` accepted.
+    :param audience: this resource server's identifier(s); the token's ``aud``
+        must contain one. :data:`ANY_AUDIENCE` skips the check.
+    :param algorithms: allowed ``alg`` values; default every public-key
+        algorithm of the keys (RS*, PS*, ES*, EdDSA). ``none`` and HS* are
+        refused.
+    :param leeway: seconds of clock skew allowed for ``nbf`` and ``iat`` (a
+        token issued by a server whose clock runs ahead). ``exp`` gets none:
+        the token's cache entry and any revocation end at ``exp``, so must the
+        token.
+    :param require_typ: require the RFC 9068 header ``typ: at+jwt``.
+    :param required_claims: claims that must be present, besides ``iss``,
+        ``exp`` and ``aud`` (see :data:`RFC9068_CLAIMS`).
+    :param claims_equal: ``{claim: value}`` each claim must equal.
+    :param claims_include: ``{claim: values}`` each claim (a list or a
+        space-separated string) must include all of.
+    :param claims_check: ``(claims, header) -> bool``, a last check; False
+        refuses the token (raise ``InvalidTokenError`` for a description).
+    :param jwks_lifespan: seconds a fetched key set is used before a refetch.
+    :param jwks_min_refetch: the least seconds between two refetches caused by
+        an unknown ``kid``, and between retries after a failed fetch.
+    :param jwks_max_stale: seconds past its lifespan a key set keeps serving
+        while the endpoint fails.
+    :param clock: wall-clock seconds, for the time claims and the key set;
+        default the clock of the protector it is registered with.
+    :param http: the :class:`~bearerguard._http.HTTPClient` used for fetches.
+    """
+
     kind = "jwt"
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str | Collection[str] | _AnyAudience,
+        *,
+        jwks: Mapping[str, Any] | None = None,
+        jwks_uri: str | None = None,
+        algorithms: Iterable[str] | None = None,
+        leeway: float = 60,
+        require_typ: bool = False,
+        required_claims: Iterable[str] = (),
+        claims_equal: Mapping[str, Any] | None = None,
+        claims_include: Mapping[str, str | Iterable[str]] | None = None,
+        claims_check: Callable[[Mapping[str, Any], Mapping[str, Any]], bool] | None = None,
+        jwks_lifespan: float = 600.0,
+        jwks_min_refetch: float = 30.0,
+        jwks_max_stale: float = 86400.0,
+        fetch_timeout: float = 5.0,
+        max_jwks_bytes: int = 256 * 1024,
+        clock: Callable[[], float] | None = None,
+        http: HTTPClient | None = None,
+        realm: str | None = None,
+        **extra_attributes: Any,
+    ) -> None:
+        super().__init__(realm, **extra_attributes)
+        if not isinstance(issuer, str) or not issuer:
+            raise ValueError("issuer must be a non-empty string")
+        if jwks is not None and jwks_uri is not None:
+            raise ValueError("pass jwks or jwks_uri, not both")
+        self.issuer = issuer
+        self.audiences = _audiences(audience)
+        self.algorithms = _allowed(algorithms)
+        if leeway < 0:
+            raise ValueError("leeway must not be negative")
+        self.leeway = float(leeway)
+        self.require_typ = require_typ
+        self.required_claims = (
+            (required_claims,) if isinstance(required_claims, str) else tuple(required_claims)
+        )
+        self.claims_equal = dict(claims_equal or {})
+        self.claims_include = {k: _wanted(k, v) for k, v in (claims_include or {}).items()}
+        self.claims_check = claims_check
+        self.clock = clock if clock is not None else time.time
+        self._own_clock = clock is not None
+        self._static: KeySet | None = None
+        self.fetcher: JWKSFetcher | None = None
+        if jwks is not None:
+            self._static = KeySet.parse(jwks, self.algorithms, "jwks=")
+            if not self._static:
+                raise ValueError("jwks holds no usable public signing key")
+            self.algorithms = self._static.algorithms
+        else:
+            self.fetcher = JWKSFetcher(
+                issuer,
+                jwks_uri,
+                algorithms=self.algorithms,
+                lifespan=jwks_lifespan,
+                min_refetch=jwks_min_refetch,
+                max_stale=jwks_max_stale,
+                timeout=fetch_timeout,
+                max_bytes=max_jwks_bytes,
+                clock=self.clock,
+                http=http,
+            )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} issuer={self.issuer!r}>"
+
+    def bind(self, protector: Any) -> None:
+        """Use the protector's clock unless one was given, so cache and claims agree."""
+        clock = getattr(protector, "clock", None)
+        fetcher = self.fetcher
+        if self._own_clock or clock is None or (fetcher is not None and fetcher.attempts):
+            return
+        self.clock = clock
+        if fetcher is not None:
+            fetcher.clock = clock
+
+    # -- the cache-miss path ------------------------------------------------------
+
+    def validate(self, token_string: str) -> TokenInfo:
+        """Verify the signature, then the claims; return the token's facts."""
+        signing_input, _, encoded_signature = token_string.rpartition(".")
+        head, _, body = signing_input.partition(".")
+        header = self._header(head)
+        payload = _decode_segment(body)
+        signature = _decode_segment(encoded_signature, canonical=True)
+        alg: str = header["alg"]
+        key = self._key(header.get("kid"), alg)
+        # The segments are checked to be ASCII, and the key to suit alg.
+        if not key.verify(alg, signing_input.encode("ascii"), signature):
+            _refuse("invalid signature")
+        claims = json_object(payload)
+        if claims is None:
+            _refuse("malformed token")
+        self._check_claims(claims, header)
+        token = AccessTokenClaims(claims, header)
+        client_id = claims.get("client_id", claims.get("azp"))
+        return TokenInfo(
+            token=token,
+            scopes=scopes_of(claims.get("scope") or claims.get("scp")),
+            expires_at=float(claims["exp"]),
+            subject=_text(claims.get("sub")),
+            client_id=_text(client_id),
+            jti=_text(claims.get("jti")),
+            issued_at=_number(claims.get("iat")),
+            claims=token,
+        )
+
+    def peek_expiry(self, token_string: str) -> float | None:
+        """The unverified ``exp`` (for ``revoke``: how long to remember the token)."""
+        jws = peek_jws(token_string)
+        return _number(jws[1].get("exp")) if jws is not None and jws[1] is not None else None
+
+    def _header(self, head: str) -> dict[str, Any]:
+        header = json_object(_decode_segment(head))
+        if header is None:
+            _refuse("malformed token")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
+            _refuse("algorithm not allowed")
+        if "crit" in header or "b64" in header:
+            # No JWS extension is understood here, so any "crit" must be
+            # refused (RFC 7515 §4.1.11); b64=false (RFC 7797) changes what is signed.
+            _refuse("unsupported critical header")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            _refuse("malformed token")
+        if self.require_typ:
+            typ = header.get("typ")
+            if not isinstance(typ, str) or typ.lower() not in _AT_JWT:
+                _refuse("wrong token type")
+        # jku, x5u, jwk and x5c are never read: keys come from configuration only.
+        return header
+
+    def stats(self) -> dict[str, int]:
+        """JWKS fetch counters (attempts and failures); zeros for static keys."""
+        fetcher = self.fetcher
+        if fetcher is None:
+            return {"jwks_fetches": 0, "jwks_fetch_failures": 0}
+        return {
+            "jwks_fetches": fetcher.attempts,
+            "jwks_fetch_failures": fetcher.attempts - fetcher.successes,
+        }
+
+    def key_set(self) -> KeySet:
+        """The keys tokens are checked against now, fetched first if need be.
+
+        Raises :class:`~bearerguard.errors.SigningKeysUnavailableError` when
+        there are none to be had.
+        """
+        if self.fetcher is None:
+            assert self._static is not None
+            return self._static
+        return self.fetcher.keys()
+
+    def _key(self, kid: str | None, alg: str) -> VerifyKey:
+        fetcher = self.fetcher
+        keys = self.key_set()
+        key = keys.find(kid, alg)
+        if key is None and fetcher is not None:
+            key = fetcher.refetch(keys).find(kid, alg)
+        if key is None:
+            _refuse("unknown signing key")
+        return key
+
+    def _check_claims(self, claims: dict[str, Any], header: Mapping[str, Any]) -> None:
+        if claims.get("iss") != self.issuer:
+            _refuse("issuer mismatch")
+        now = self.clock()
+        leeway = self.leeway
+        exp = _time_claim(claims, "exp")
+        if exp is None:
+            _refuse("missing claim: exp")
+        if now >= exp:
+            # No leeway past exp: the cache entry and a revocation end at exp,
+            # so the token must be refused from exp on, too.
+            raise TokenExpiredError()
+        nbf = _time_claim(claims, "nbf")
+        if nbf is not None and nbf > now + leeway:
+            _refuse("token not yet valid")
+        iat = _time_claim(claims, "iat")
+        if iat is not None and iat > now + leeway:
+            _refuse("token issued in the future")
+        if self.audiences is not None:
+            aud = claims.get("aud")
+            if aud is None:
+                _refuse("missing claim: aud")
+            if self.audiences.isdisjoint(_audience_values(aud)):
+                _refuse("audience mismatch")
+        for name in self.required_claims:
+            if name not in claims:
+                _refuse(f"missing claim: {name}")
+        for name, expected in self.claims_equal.items():
+            value = claims.get(name, _MISSING)
+            if type(value) is not type(expected) or value != expected:
+                _refuse(f"claim mismatch: {name}")
+        for name, wanted in self.claims_include.items():
+            if not wanted <= _values(claims.get(name)):
+                _refuse(f"claim mismatch: {name}")
+        if self.claims_check is not None and not self.claims_check(claims, header):
+            _refuse("claims check failed")
+
+
+def _decode_segment(segment: str, *, canonical: bool = False) -> bytes:
+    """Strict base64url (RFC 7515 §2): its alphabet only, no padding.
+
+    ``canonical`` also refuses encodings with stray trailing bits: several
+    strings would decode to the same signature, and a variant of a revoked
+    token would not match its deny-list entry.
+    """
+    if _SEGMENT.fullmatch(segment) is None or len(segment) % 4 == 1:
+        _refuse("malformed token")
+    data = b64url_decode(segment)
+    if canonical and base64.urlsafe_b64encode(data).rstrip(b"=") != segment.encode("ascii"):
+        _refuse("malformed token")
+    return data
+
+
+def _time_claim(claims: Mapping[str, Any], name: str) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    number = _number(value)
+    if number is None:
+        _refuse(f"invalid claim: {name}")
+    return number
+
+
+def _audience_values(aud: Any) -> frozenset[str]:
+    if isinstance(aud, str):
+        return frozenset((aud,))
+    if isinstance(aud, list):
+        return frozenset(a for a in aud if isinstance(a, str))
+    return frozenset()
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _audiences(audience: str | Collection[str] | _AnyAudience) -> frozenset[str] | None:
+    if audience is ANY_AUDIENCE:
+        return None
+    if isinstance(audience, str):
+        audiences = frozenset((audience,))
+    elif isinstance(audience, Collection):
+        audiences = frozenset(audience)
+    else:
+        audiences = frozenset()
+    if not audiences or not all(isinstance(a, str) and a for a in audiences):
+        raise ValueError(
+            "audience must be a non-empty string or collection of strings "
+            "(RFC 9068 §4); pass ANY_AUDIENCE to accept every audience"
+        )
+    return audiences
+
+
+def _wanted(name: str, values: str | Iterable[str]) -> frozenset[str]:
+    wanted = frozenset(values.split() if isinstance(values, str) else values)
+    if not wanted or not all(isinstance(v, str) for v in wanted):
+        raise ValueError(f"claims_include[{name!r}] must be a string or strings")
+    return wanted
+
+
+def _allowed(algorithms: Iterable[str] | None) -> frozenset[str]:
+    if algorithms is None:
+        return ASYMMETRIC_ALGORITHMS
+    if isinstance(algorithms, str):
+        algorithms = (algorithms,)
+    allowed = frozenset(algorithms)
+    refused = allowed - ASYMMETRIC_ALGORITHMS
+    if refused or not allowed:
+        raise ValueError(
+            f"algorithms must be public-key algorithms among {sorted(ASYMMETRIC_ALGORITHMS)}; "
+            f"refused: {sorted(refused)} (none and HS* are never accepted)"
+        )
+    return allowed
