@@ -14,13 +14,21 @@ read without a lock, and the TLRUCache keeps doing what it does well under
 the write lock: per-entry expiry and bounded size. The price is that eviction
 order is insertion order rather than recency, which suits tokens, whose
 entries expire anyway.
+
+An eviction (a token changed or was revoked) also cancels a validation in
+flight for that token: its answer, read before the change, is handed to the
+requests already waiting for it but never cached. The cache is fork-safe: a
+child process (a gunicorn worker forked from a ``--preload`` master) starts
+with a fresh lock and no validations in flight.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -62,12 +70,29 @@ class _Counter:
 
 
 class _Flight:
+    """One validation in progress; concurrent misses wait on ``done``."""
+
     __slots__ = ("done", "error", "info")
 
     def __init__(self) -> None:
         self.done = threading.Event()
         self.info: TokenInfo | None = None
         self.error: BaseException | None = None
+
+
+# Every live cache, so a forked child can replace locks that a parent thread
+# may have held at the moment of the fork (they would stay locked forever).
+_caches: weakref.WeakSet[TokenCache] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for cache in list(_caches):
+        cache._lock = threading.Lock()
+        cache._flights = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class _Store(TLRUCache):  # type: ignore[type-arg]
@@ -132,6 +157,7 @@ class TokenCache:
         self._negative: TTLCache[bytes, tuple[type[BearerGuardError], str]] = TTLCache(
             negative_maxsize, max(negative_ttl, 1e-9), timer=clock
         )
+        _caches.add(self)
 
     def __repr__(self) -> str:
         return f"<TokenCache {len(self._index)} entries, ttl={self.ttl}>"
@@ -151,7 +177,8 @@ class TokenCache:
         """Validate through ``loader`` once for all concurrent callers, and cache.
 
         Definitive refusals (``InvalidTokenError``) are cached for
-        ``negative_ttl``; outages (``cacheable = False``) never are.
+        ``negative_ttl``; outages (``cacheable = False``) never are. Neither
+        is cached if :meth:`evict` was called for ``key`` meanwhile.
         """
         with self._lock:
             entry = self._index.get(key)
@@ -171,18 +198,27 @@ class TokenCache:
             return self._wait(flight)
         try:
             flight.info = info = loader()
-            self.put(key, info)
-            return info
         except BaseException as exc:
             flight.error = exc
-            if isinstance(exc, InvalidTokenError) and exc.cacheable and self.negative_ttl > 0:
-                with self._lock:
-                    self._negative[key] = (type(exc), exc.description)
-            raise
-        finally:
             with self._lock:
-                self._flights.pop(key, None)
+                if self._flights.get(key) is flight:
+                    del self._flights[key]
+                    self._remember_refusal(key, exc)
             flight.done.set()
+            raise
+        with self._lock:
+            # Not ours any more: evict() ran while we validated, so this answer
+            # may predate the change that caused it. Waiters still get it.
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+                self._put_locked(key, info, self.clock())
+        flight.done.set()
+        return info
+
+    def _remember_refusal(self, key: bytes, exc: BaseException) -> None:
+        # Only definitive refusals: an outage must not outlive itself here.
+        if isinstance(exc, InvalidTokenError) and exc.cacheable and self.negative_ttl > 0:
+            self._negative[key] = (type(exc), exc.description)
 
     def _wait(self, flight: _Flight) -> TokenInfo:
         self.waits.bump()
@@ -198,31 +234,41 @@ class TokenCache:
 
     def put(self, key: bytes, info: TokenInfo) -> None:
         """Cache ``info`` until ``min(now + ttl, expires_at)``; skip if already past."""
-        now = self.clock()
+        with self._lock:
+            self._put_locked(key, info, self.clock())
+
+    def _put_locked(self, key: bytes, info: TokenInfo, now: float) -> None:
         deadline = now + self.ttl
         if info.expires_at is not None and info.expires_at < deadline:
             deadline = info.expires_at
         if deadline <= now:
+            # Newer news says it has expired: an older entry must not outlive it.
+            if self._index.pop(key, None) is not None:
+                self._store.pop(key, None)
             return
         entry = CacheEntry(info, deadline)
-        with self._lock:
-            self._store.expire(now)
-            self._store[key] = entry
-            self._index[key] = entry
+        # TLRUCache.__setitem__ drops expired entries first (mirrored into the
+        # index by _Store.expire), then evicts the oldest if still full.
+        self._store[key] = entry
+        self._index[key] = entry
 
     def evict(self, key: bytes) -> bool:
-        """Forget ``key`` (positive and negative); True if it was cached."""
+        """Forget ``key`` (positive and negative) and disown a validation in
+        flight for it; True if it was cached."""
         with self._lock:
             self._negative.pop(key, None)
+            self._flights.pop(key, None)
             found = self._index.pop(key, None) is not None
             self._store.pop(key, None)
         return found
 
     def clear(self) -> None:
+        """Forget everything, including validations in flight."""
         with self._lock:
             self._index.clear()
             self._store.clear()
             self._negative.clear()
+            self._flights.clear()
 
     def stats(self) -> dict[str, int]:
         """Counters: hits, misses, negative hits, evictions, single-flight waits, size."""

@@ -401,6 +401,7 @@ class ResourceProtector:
             "validations": {"accepted": self._accepted.value, "refused": refused},
             "cache": self.cache.stats() if self.cache is not None else None,
             "revocations_applied": self.revocations.applied,
+            "revocations": self.revocations.stats(),
             "validators": validators,
         }
 

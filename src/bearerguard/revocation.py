@@ -15,15 +15,33 @@ and the subclass publishes each change and applies the others' changes.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .validators.base import TokenInfo
 
 __all__ = ["RevocationStore"]
 
 EvictListener = Callable[[bytes], None]
+RULE_KINDS = ("jti", "sub", "client")
+
+# Every live store, so a forked child can replace locks a parent thread may
+# have held at the moment of the fork, and a shared store can restart its
+# background work in the child (threads do not survive a fork).
+_stores: weakref.WeakSet[RevocationStore] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for store in list(_stores):
+        store._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class RevocationStore:
@@ -49,6 +67,11 @@ class RevocationStore:
         self._listeners: list[EvictListener] = []
         self._next_purge = 0.0
         self.applied = 0
+        _stores.add(self)
+
+    def _after_fork(self) -> None:
+        """In a forked child: fresh locks (subclasses restart their threads)."""
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -72,17 +95,25 @@ class RevocationStore:
             until = self.jtis.get(info.jti)
             if until is not None and now < until:
                 return True
-        for owner, rules in ((info.subject, self.subjects), (info.client_id, self.clients)):
-            if owner is None:
-                continue
-            before = rules.get(owner)
-            if before is None or now >= before + self.max_token_lifetime:
-                continue
-            # <=: a token issued in the very second of the revocation is
-            # refused too (iat has one-second resolution); fail closed.
-            if info.issued_at is None or info.issued_at <= before:
+        # Written out rather than a loop over (owner, rules) pairs, which
+        # allocated two tuples on every hit: 550 ns before, about 250 after.
+        if info.subject is not None:
+            before = self.subjects.get(info.subject)
+            if before is not None and self._issued_by(info, before, now):
+                return True
+        if info.client_id is not None:
+            before = self.clients.get(info.client_id)
+            if before is not None and self._issued_by(info, before, now):
                 return True
         return False
+
+    def _issued_by(self, info: TokenInfo, before: float, now: float) -> bool:
+        """True when a rule refusing tokens issued up to ``before`` covers ``info``."""
+        if now >= before + self.max_token_lifetime:
+            return False  # every token it could cover has expired
+        # <=: a token issued in the very second of the revocation is
+        # refused too (iat has one-second resolution); fail closed.
+        return info.issued_at is None or info.issued_at <= before
 
     # -- changes ---------------------------------------------------------------
 
@@ -128,13 +159,59 @@ class RevocationStore:
 
     def apply_rule(self, kind: str, value: str, when: float) -> None:
         """Record a ``jti`` (until ``when``), ``sub`` or ``client`` (before ``when``)."""
-        rules = {"jti": self.jtis, "sub": self.subjects, "client": self.clients}[kind]
         with self._lock:
+            # Looked up under the lock: purge() swaps the dicts, and a write
+            # to the old one would be lost.
+            rules = self._rules(kind)
             if rules.get(value, float("-inf")) < when:
                 rules[value] = when
             self.has_rules = True
             self.applied += 1
         self._purge_maybe()
+
+    def apply_many(
+        self,
+        tokens: Iterable[tuple[bytes, float]],
+        rules: Iterable[tuple[str, str, float]],
+        *,
+        notify: bool = True,
+    ) -> int:
+        """Merge a batch (a shared store's full deny-list) under one lock.
+
+        Listeners hear only of tokens that were not already refused here (and
+        none with ``notify=False``). Returns how many entries were new or
+        extended.
+        """
+        now = self.clock()
+        fresh: list[bytes] = []
+        changed = 0
+        with self._lock:
+            known = self.tokens
+            for key, until in tokens:
+                if until > now and known.get(key, 0.0) < until:
+                    if notify and key not in known:
+                        fresh.append(key)
+                    known[key] = until
+                    changed += 1
+            for kind, value, when in rules:
+                table = self._rules(kind)
+                if table.get(value, float("-inf")) < when:
+                    table[value] = when
+                    self.has_rules = True
+                    changed += 1
+            self.applied += changed
+        for key in fresh:
+            self.notify(key)
+        return changed
+
+    def _rules(self, kind: str) -> dict[str, float]:
+        if kind == "jti":
+            return self.jtis
+        if kind == "sub":
+            return self.subjects
+        if kind == "client":
+            return self.clients
+        raise ValueError(f"unknown revocation kind {kind!r}")
 
     def notify(self, key: bytes) -> None:
         for listener in self._listeners:
@@ -157,6 +234,16 @@ class RevocationStore:
             self.subjects = {k: b for k, b in self.subjects.items() if b > horizon}
             self.clients = {k: b for k, b in self.clients.items() if b > horizon}
             self.has_rules = bool(self.jtis or self.subjects or self.clients)
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes of the local deny-list and how many entries were applied."""
+        return {
+            "tokens": len(self.tokens),
+            "jtis": len(self.jtis),
+            "subjects": len(self.subjects),
+            "clients": len(self.clients),
+            "applied": self.applied,
+        }
 
     def close(self) -> None:
         """Release background resources (none here)."""

@@ -1,11 +1,343 @@
-"""Opaque tokens checked by RFC 7662 introspection. (In progress.)"""
+"""Opaque tokens checked by asking the authorization server (RFC 7662).
+
+A cache miss POSTs the token to the introspection endpoint, authenticated as
+this resource server; the answer is cached by the protector until
+``min(ttl, exp)``, and a refusal for the cache's ``negative_ttl``. An endpoint
+that cannot answer is an outage, not a verdict: 503, never cached, so the
+first request after it recovers is introspected afresh.
+"""
 
 from __future__ import annotations
 
-from .base import TokenValidator
+import base64
+import hashlib
+import hmac
+import json
+import math
+import threading
+import time
+from collections.abc import Callable, Collection, Mapping
+from typing import Any, Literal, NoReturn, Protocol
+from urllib.parse import quote, urlencode
 
-__all__ = ["IntrospectionTokenValidator"]
+from .._http import FetchError, HTTPClient, check_url, default_client
+from .._log import throttled
+from ..errors import (
+    InvalidTokenError,
+    TokenExpiredError,
+    UnknownTokenError,
+    ValidatorUnavailableError,
+)
+from .base import TokenInfo, TokenValidator, scopes_of
+
+__all__ = ["AnswerCache", "IntrospectionToken", "IntrospectionTokenValidator"]
+
+AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+
+
+class AnswerCache(Protocol):
+    """Where answers are shared between processes (``bearerguard.redis``).
+
+    ``get`` and ``put`` must not raise: a cache that cannot answer is a miss.
+    """
+
+    def get(self, key: str) -> bytes | None: ...
+
+    def put(self, key: str, value: bytes, ttl: float) -> None: ...
+
+
+class IntrospectionToken(dict[str, Any]):
+    """``current_token`` for an introspected token: the server's answer.
+
+    A mapping (``current_token["sub"]``, ``current_token.get("username")``)
+    with Authlib's ``get_scope()``. It is shared by every request presenting
+    the token while it is cached, so it refuses changes; ``dict(token)`` is a
+    private, mutable copy.
+    """
+
+    __slots__ = ()
+
+    def get_scope(self) -> str:
+        """The granted scopes, space-separated (RFC 7662 ``scope``)."""
+        scope = self.get("scope")
+        return scope if isinstance(scope, str) else ""
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("token claims are read-only; copy them with dict(token)")
+
+    __setitem__ = __delitem__ = __ior__ = _read_only
+    clear = pop = popitem = setdefault = update = _read_only
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self),))
 
 
 class IntrospectionTokenValidator(TokenValidator):
+    """Validate opaque tokens with the authorization server's introspection.
+
+    Example::
+
+        require_oauth.register_token_validator(
+            IntrospectionTokenValidator(
+                "https://as.example.com/introspect",
+                client_id="resource-server",
+                client_secret=os.environ["INTROSPECTION_SECRET"],
+                audience="https://api.example.com",
+            )
+        )
+
+    ``active: false`` is a 401 ``invalid_token`` (and lets a later opaque
+    validator try the token). ``active: true`` gives ``current_token``, the
+    response as an :class:`IntrospectionToken`; its ``exp`` is enforced.
+    Tokens the server marks as not bearer tokens (``token_type`` other than
+    ``Bearer``, ``token_use: refresh_token``) or as sender-constrained
+    (``cnf``, RFC 8705 and RFC 9449, whose proof this validator cannot check)
+    are refused. Without ``exp`` in the answers, a revocation at the server
+    is seen here only when the cache entry ends: keep the cache ``ttl`` short.
+
+    :param endpoint: the introspection URL; https, or http to a loopback host.
+    :param client_id: this resource server's client id at the server.
+    :param client_secret: its secret, sent with ``auth_method``.
+    :param auth_method: ``client_secret_basic`` (RFC 6749 §2.3.1) or
+        ``client_secret_post``.
+    :param issuer: if set, the answer's ``iss`` must be exactly this.
+    :param audience: if set, the answer's ``aud`` must contain one of these.
+    :param timeout: seconds for the whole exchange.
+    :param leeway: seconds of clock skew allowed for ``nbf`` (none for ``exp``).
+    :param http: the :class:`~bearerguard._http.HTTPClient` (connection reuse).
+    :param shared_cache: an :class:`AnswerCache` such as
+        ``bearerguard.redis.RedisIntrospectionCache``: answers are shared by
+        every process, so N workers make one call per token. Entries are
+        signed with a key derived from ``client_secret``: whoever can write to
+        the cache but does not know the secret cannot forge an answer.
+    :param shared_ttl: the longest a shared answer is kept (at most until its
+        ``exp``); match the cache ``ttl``. Inactive answers: ``shared_negative_ttl``.
+    :param clock: wall-clock seconds.
+    """
+
     kind = "opaque"
+
+    def __init__(
+        self,
+        endpoint: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        auth_method: AuthMethod = "client_secret_basic",
+        issuer: str | None = None,
+        audience: str | Collection[str] | None = None,
+        timeout: float = 5.0,
+        leeway: float = 60.0,
+        max_bytes: int = 256 * 1024,
+        http: HTTPClient | None = None,
+        shared_cache: AnswerCache | None = None,
+        shared_ttl: float = 300.0,
+        shared_negative_ttl: float = 5.0,
+        clock: Callable[[], float] = time.time,
+        realm: str | None = None,
+        **extra_attributes: Any,
+    ) -> None:
+        super().__init__(realm, **extra_attributes)
+        self.endpoint = check_url(endpoint)
+        if auth_method not in ("client_secret_basic", "client_secret_post"):
+            raise ValueError(f"unsupported auth_method {auth_method!r}")
+        self.client_id = client_id
+        self.auth_method = auth_method
+        self._secret = client_secret
+        self.issuer = issuer
+        self.audiences = (
+            None
+            if audience is None
+            else frozenset([audience] if isinstance(audience, str) else audience)
+        )
+        self.timeout = timeout
+        self.leeway = leeway
+        self.max_bytes = max_bytes
+        self.http = http
+        self.clock = clock
+        self.shared_cache = shared_cache
+        self.shared_ttl = shared_ttl
+        self.shared_negative_ttl = shared_negative_ttl
+        # Bound to this endpoint and client: an answer cached for another
+        # authorization server, or another resource server, does not verify.
+        self._mac_key = hmac.digest(
+            client_secret.encode(), f"bearerguard:{endpoint} {client_id}".encode(), "sha256"
+        )
+        counters = ("calls", "active", "inactive", "failures")
+        self._counts = dict.fromkeys(counters + (("shared_hits",) if shared_cache else ()), 0)
+        self._counts_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} endpoint={self.endpoint!r}>"
+
+    # -- the cache-miss path ------------------------------------------------------
+
+    def validate(self, token_string: str) -> TokenInfo:
+        """Introspect ``token_string``; refuse it unless it is active and ours."""
+        key = hashlib.sha256(token_string.encode("utf-8", "surrogatepass")).hexdigest()
+        answer = self._shared_get(key) if self.shared_cache is not None else None
+        if answer is None:
+            answer = self.introspect(token_string)
+            active = answer.get("active")
+            if active is not True and active is not False:
+                self._unavailable("the answer has no boolean 'active'")
+            self._count("active" if active else "inactive")
+            if self.shared_cache is not None:
+                self._shared_put(key, answer)
+        if not answer["active"]:
+            raise UnknownTokenError("token is not active")
+        self._check(answer)
+        token = IntrospectionToken(answer)
+        return TokenInfo(
+            token=token,
+            scopes=scopes_of(answer.get("scope")),
+            expires_at=_number(answer.get("exp")),
+            subject=_text(answer.get("sub")),
+            client_id=_text(answer.get("client_id")),
+            jti=_text(answer.get("jti")),
+            issued_at=_number(answer.get("iat")),
+            claims=token,
+        )
+
+    def introspect(self, token_string: str) -> dict[str, Any]:
+        """POST the token (RFC 7662 §2.1); the answer as a JSON object, or 503."""
+        form = {"token": token_string, "token_type_hint": "access_token"}
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        if self.auth_method == "client_secret_basic":
+            headers["Authorization"] = self._basic()
+        else:
+            form.update(client_id=self.client_id, client_secret=self._secret)
+        self._count("calls")
+        try:
+            response = (self.http or default_client()).request(
+                "POST",
+                self.endpoint,
+                body=urlencode(form).encode(),
+                headers=headers,
+                timeout=self.timeout,
+                max_bytes=self.max_bytes,
+            )
+        except FetchError as exc:
+            self._unavailable(f"no answer: {type(exc.__cause__ or exc).__name__}")
+        if response.status in (401, 403):
+            self._unavailable(f"HTTP {response.status}: check client_id and client_secret")
+        if response.status != 200:
+            self._unavailable(f"HTTP {response.status}")
+        try:
+            # NaN and Infinity are not JSON (RFC 8259 §6); too-long integers
+            # raise ValueError too.
+            answer = json.loads(response.body, parse_constant=_not_json)
+        except (ValueError, RecursionError):
+            self._unavailable("the answer is not JSON")
+        if not isinstance(answer, dict):
+            self._unavailable("the answer is not a JSON object")
+        return answer
+
+    def _basic(self) -> str:
+        # RFC 6749 §2.3.1: each part form-urlencoded before the base64.
+        pair = f"{quote(self.client_id, safe='')}:{quote(self._secret, safe='')}"
+        return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+    def _check(self, answer: Mapping[str, Any]) -> None:
+        for claim in ("exp", "nbf", "iat"):
+            if answer.get(claim) is not None and _number(answer[claim]) is None:
+                _refuse(f"malformed {claim}")
+        now = self.clock()
+        exp = _number(answer.get("exp"))
+        if exp is not None and now >= exp:
+            raise TokenExpiredError()
+        nbf = _number(answer.get("nbf"))
+        if nbf is not None and nbf > now + self.leeway:
+            _refuse("token not yet valid")
+        token_type = answer.get("token_type")
+        if token_type is not None and str(token_type).lower() != "bearer":
+            _refuse("not a bearer token")
+        if answer.get("token_use") == "refresh_token":
+            _refuse("not an access token")
+        if answer.get("cnf") is not None:
+            _refuse("sender-constrained token")
+        if self.issuer is not None and answer.get("iss") != self.issuer:
+            _refuse("issuer mismatch")
+        if self.audiences is not None:
+            aud = answer.get("aud")
+            values = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+            if self.audiences.isdisjoint(v for v in values if isinstance(v, str)):
+                _refuse("audience mismatch")
+
+    def _shared_get(self, key: str) -> dict[str, Any] | None:
+        assert self.shared_cache is not None
+        value = self.shared_cache.get(key)
+        if value is None:
+            return None
+        mac, _, body = value.partition(b".")
+        expected = hmac.digest(self._mac_key, key.encode() + b"." + body, "sha256").hex()
+        if not hmac.compare_digest(mac, expected.encode()):
+            throttled(
+                f"introspection-shared:{self.endpoint}",
+                "ignoring a shared introspection answer that does not verify",
+            )
+            return None
+        answer = json.loads(body)  # ours: it verified
+        if not isinstance(answer, dict):
+            return None
+        self._count("shared_hits")
+        return answer
+
+    def _shared_put(self, key: str, answer: dict[str, Any]) -> None:
+        assert self.shared_cache is not None
+        if answer["active"]:
+            ttl = self.shared_ttl
+            exp = _number(answer.get("exp"))
+            if exp is not None:
+                ttl = min(ttl, exp - self.clock())
+        else:
+            ttl = self.shared_negative_ttl
+        if ttl <= 0:
+            return
+        body = json.dumps(answer, separators=(",", ":")).encode()
+        mac = hmac.digest(self._mac_key, key.encode() + b"." + body, "sha256").hex()
+        self.shared_cache.put(key, mac.encode() + b"." + body, ttl)
+
+    def _unavailable(self, reason: str) -> NoReturn:
+        self._count("failures")
+        # Our own words only: a server's error text may quote the token.
+        throttled(
+            f"introspection:{self.endpoint}",
+            "introspection at %s failed (%s); answering 503",
+            self.endpoint,
+            reason,
+        )
+        raise ValidatorUnavailableError()
+
+    def _count(self, name: str) -> None:
+        with self._counts_lock:
+            self._counts[name] += 1
+
+    def stats(self) -> dict[str, int]:
+        """Introspection calls, and their outcomes: active, inactive, failures."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+
+def _refuse(description: str) -> NoReturn:
+    raise InvalidTokenError(description)
+
+
+def _number(value: Any) -> float | None:
+    """A finite time, or None: bool is an int, and a claim of `true` is not a
+    time; nor is an integer too big for a float."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _not_json(constant: str) -> NoReturn:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
