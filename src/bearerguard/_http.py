@@ -5,18 +5,27 @@ Why not urllib or requests: ``urllib.request`` opens a new connection per call
 ``requests`` is not a core dependency. This keeps idle keep-alive connections
 per origin, bounds every response's size and time, never follows redirects,
 and refuses plain http except to loopback hosts.
+
+Socket timeouts bound each read, not the exchange: a server that drips a byte
+every second never trips a 5 s timeout. So one watchdog thread per process
+shuts down the socket of any exchange still running at its deadline.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import http.client
 import ipaddress
+import itertools
+import os
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = ["FetchError", "HTTPClient", "HTTPResponse", "check_url", "default_client"]
@@ -55,6 +64,52 @@ def check_url(url: str) -> str:
 
 
 Origin = tuple[str, str, int]
+
+
+class _Watchdog:
+    """Cuts the sockets of exchanges past their deadline (one thread per process)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[list[Any]] = []
+        self._seq = itertools.count()
+        self._pid = 0
+
+    def arm(self, deadline: float, conn: http.client.HTTPConnection) -> list[Any]:
+        entry = [deadline, next(self._seq), conn]
+        with self._cond:
+            if self._pid != os.getpid():  # first use here, or a forked child: no thread yet
+                self._pid = os.getpid()
+                self._heap = []
+                threading.Thread(
+                    target=self._run, name="bearerguard-http-watchdog", daemon=True
+                ).start()
+            heapq.heappush(self._heap, entry)
+            self._cond.notify()
+        return entry
+
+    @staticmethod
+    def disarm(entry: list[Any]) -> None:
+        entry[2] = None  # dropped lazily when its deadline comes up
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._heap:
+                    self._cond.wait()
+                deadline, _, conn = self._heap[0]
+                wait = deadline - time.monotonic()
+                if wait > 0:
+                    self._cond.wait(wait)
+                    continue
+                heapq.heappop(self._heap)
+            sock = getattr(conn, "sock", None) if conn is not None else None
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+_watchdog = _Watchdog()
 
 
 class HTTPClient:
@@ -98,6 +153,7 @@ class HTTPClient:
         sent_headers.update(headers or {})
         for attempt in (0, 1):
             conn, reused = self._checkout(origin, timeout)
+            guard = _watchdog.arm(deadline, conn)
             try:
                 conn.request(method, target, body=body, headers=sent_headers)
                 response = conn.getresponse()
@@ -107,10 +163,14 @@ class HTTPClient:
                 raise
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
+                if self.clock() >= deadline:
+                    raise FetchError(f"no complete answer from {host} in {timeout} s") from exc
                 # A kept-alive connection the server closed fails on first use; retry once fresh.
                 if reused and attempt == 0 and not isinstance(exc, socket.timeout | TimeoutError):
                     continue
                 raise FetchError(f"{type(exc).__name__} from {host}") from exc
+            finally:
+                _watchdog.disarm(guard)
             if response.will_close:
                 conn.close()
             else:
@@ -129,8 +189,11 @@ class HTTPClient:
         while True:
             if self.clock() > deadline:
                 raise FetchError("response too slow")
-            chunk = response.read(min(65536, max_bytes + 1 - size))
+            # read1: what has arrived (up to the limit), so the deadline is
+            # checked between chunks rather than after 64 KiB of a drip.
+            chunk = response.read1(min(65536, max_bytes + 1 - size))
             if not chunk:
+                response.read()  # marks the exchange done, so the connection is reusable
                 return b"".join(chunks)
             chunks.append(chunk)
             size += len(chunk)
