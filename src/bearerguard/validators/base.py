@@ -8,12 +8,20 @@ calls back into the validator or touches the token object.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-__all__ = ["TokenInfo", "TokenValidator", "describe_token", "scopes_of"]
+__all__ = [
+    "TokenInfo",
+    "TokenValidator",
+    "describe_token",
+    "number_or_none",
+    "scopes_of",
+    "text_or_none",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,25 +87,33 @@ def scopes_of(value: Any) -> frozenset[str]:
     return frozenset()
 
 
-def _number(value: Any) -> float | None:
-    # bool is an int; a claim of `true` is not a time.
+def number_or_none(value: Any) -> float | None:
+    """A finite number as a float, else None.
+
+    bool is an int, and a claim of ``true`` is not a time; an integer too big
+    for a float, NaN and infinity are not times either (and must not crash).
+    """
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
-def _text(value: Any) -> str | None:
+def text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
 def _object_expiry(token: Any) -> tuple[float | None, Callable[[], bool] | None]:
     getter = getattr(token, "get_expires_at", None)
     if callable(getter):
-        at = _number(getter())
+        at = number_or_none(getter())
         if at:
             return at, None
     issued, lifetime = getattr(token, "issued_at", None), getattr(token, "expires_in", None)
-    issued_n, lifetime_n = _number(issued), _number(lifetime)
+    issued_n, lifetime_n = number_or_none(issued), number_or_none(lifetime)
     if issued_n is not None and lifetime_n:
         return issued_n + lifetime_n, None
     check = getattr(token, "is_expired", None)
@@ -118,11 +134,11 @@ def describe_token(token: Any) -> TokenInfo:
         return TokenInfo(
             token=token,
             scopes=scopes_of(token.get("scope") or token.get("scp")),
-            expires_at=_number(token.get("exp")),
-            subject=_text(token.get("sub")),
-            client_id=_text(token.get("client_id")),
-            jti=_text(token.get("jti")),
-            issued_at=_number(token.get("iat")),
+            expires_at=number_or_none(token.get("exp")),
+            subject=text_or_none(token.get("sub")),
+            client_id=text_or_none(token.get("client_id")),
+            jti=text_or_none(token.get("jti")),
+            issued_at=number_or_none(token.get("iat")),
             claims=token,
         )
     get_scope = getattr(token, "get_scope", None)
@@ -134,9 +150,9 @@ def describe_token(token: Any) -> TokenInfo:
         scopes=scopes,
         expires_at=expires_at,
         subject=str(user_id) if user_id is not None else None,
-        client_id=_text(getattr(token, "client_id", None)),
+        client_id=text_or_none(getattr(token, "client_id", None)),
         jti=None,
-        issued_at=_number(getattr(token, "issued_at", None)),
+        issued_at=number_or_none(getattr(token, "issued_at", None)),
         expiry_check=check,
     )
 

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import hmac
 import json
-import math
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -28,7 +27,7 @@ from ..errors import (
     UnknownTokenError,
     ValidatorUnavailableError,
 )
-from .base import TokenInfo, TokenValidator, scopes_of
+from .base import TokenInfo, TokenValidator, number_or_none, scopes_of, text_or_none
 
 __all__ = ["AnswerCache", "IntrospectionToken", "IntrospectionTokenValidator"]
 
@@ -191,11 +190,11 @@ class IntrospectionTokenValidator(TokenValidator):
         return TokenInfo(
             token=token,
             scopes=scopes_of(answer.get("scope")),
-            expires_at=_number(answer.get("exp")),
-            subject=_text(answer.get("sub")),
-            client_id=_text(answer.get("client_id")),
-            jti=_text(answer.get("jti")),
-            issued_at=_number(answer.get("iat")),
+            expires_at=number_or_none(answer.get("exp")),
+            subject=text_or_none(answer.get("sub")),
+            client_id=text_or_none(answer.get("client_id")),
+            jti=text_or_none(answer.get("jti")),
+            issued_at=number_or_none(answer.get("iat")),
             claims=token,
         )
 
@@ -240,13 +239,13 @@ class IntrospectionTokenValidator(TokenValidator):
 
     def _check(self, answer: Mapping[str, Any]) -> None:
         for claim in ("exp", "nbf", "iat"):
-            if answer.get(claim) is not None and _number(answer[claim]) is None:
+            if answer.get(claim) is not None and number_or_none(answer[claim]) is None:
                 _refuse(f"malformed {claim}")
         now = self.clock()
-        exp = _number(answer.get("exp"))
+        exp = number_or_none(answer.get("exp"))
         if exp is not None and now >= exp:
             raise TokenExpiredError()
-        nbf = _number(answer.get("nbf"))
+        nbf = number_or_none(answer.get("nbf"))
         if nbf is not None and nbf > now + self.leeway:
             _refuse("token not yet valid")
         token_type = answer.get("token_type")
@@ -287,7 +286,7 @@ class IntrospectionTokenValidator(TokenValidator):
         assert self.shared_cache is not None
         if answer["active"]:
             ttl = self.shared_ttl
-            exp = _number(answer.get("exp"))
+            exp = number_or_none(answer.get("exp"))
             if exp is not None:
                 ttl = min(ttl, exp - self.clock())
         else:
@@ -323,21 +322,5 @@ def _refuse(description: str) -> NoReturn:
     raise InvalidTokenError(description)
 
 
-def _number(value: Any) -> float | None:
-    """A finite time, or None: bool is an int, and a claim of `true` is not a
-    time; nor is an integer too big for a float."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _not_json(constant: str) -> NoReturn:
     raise ValueError(f"{constant} is not JSON")
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None

@@ -26,7 +26,7 @@ from .._credentials import b64url_decode, peek_jws
 from .._http import HTTPClient
 from .._jwks import ASYMMETRIC_ALGORITHMS, JWKSFetcher, KeySet, VerifyKey, json_object
 from ..errors import InvalidTokenError, TokenExpiredError
-from .base import TokenInfo, TokenValidator, scopes_of
+from .base import TokenInfo, TokenValidator, number_or_none, scopes_of, text_or_none
 
 __all__ = ["ANY_AUDIENCE", "RFC9068_CLAIMS", "AccessTokenClaims", "JWTBearerTokenValidator"]
 
@@ -86,13 +86,6 @@ class AccessTokenClaims(dict[str, Any]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({dict.__repr__(self)})"
-
-
-def _number(value: Any) -> float | None:
-    # bool is an int; a claim of `true` is not a time.
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
 
 
 def _refuse(description: str) -> NoReturn:
@@ -256,17 +249,17 @@ class JWTBearerTokenValidator(TokenValidator):
             token=token,
             scopes=scopes_of(claims.get("scope") or claims.get("scp")),
             expires_at=float(claims["exp"]),
-            subject=_text(claims.get("sub")),
-            client_id=_text(client_id),
-            jti=_text(claims.get("jti")),
-            issued_at=_number(claims.get("iat")),
+            subject=text_or_none(claims.get("sub")),
+            client_id=text_or_none(client_id),
+            jti=text_or_none(claims.get("jti")),
+            issued_at=number_or_none(claims.get("iat")),
             claims=token,
         )
 
     def peek_expiry(self, token_string: str) -> float | None:
         """The unverified ``exp`` (for ``revoke``: how long to remember the token)."""
         jws = peek_jws(token_string)
-        return _number(jws[1].get("exp")) if jws is not None and jws[1] is not None else None
+        return number_or_none(jws[1].get("exp")) if jws is not None and jws[1] is not None else None
 
     def _header(self, head: str) -> dict[str, Any]:
         header = json_object(_decode_segment(head))
@@ -377,7 +370,7 @@ def _time_claim(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    number = _number(value)
+    number = number_or_none(value)
     if number is None:
         _refuse(f"invalid claim: {name}")
     return number
@@ -389,10 +382,6 @@ def _audience_values(aud: Any) -> frozenset[str]:
     if isinstance(aud, list):
         return frozenset(a for a in aud if isinstance(a, str))
     return frozenset()
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
 
 
 def _audiences(audience: str | Collection[str] | _AnyAudience) -> frozenset[str] | None:
