@@ -12,7 +12,6 @@ the last good set while the endpoint fails (stale-if-error).
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -24,6 +23,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import Algorithm, get_default_algorithms
 
+from ._credentials import json_object
 from ._http import FetchError, HTTPClient, check_url, default_client
 from ._log import logger, throttled
 from .errors import InvalidTokenError, SigningKeysUnavailableError
@@ -38,21 +38,6 @@ _EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 ASYMMETRIC_ALGORITHMS = _RSA_ALGORITHMS | frozenset(_EC_ALGORITHMS.values()) | {"EdDSA"}
 #: RFC 7518 §3.3: RSA keys MUST be 2048 bits or larger.
 MIN_RSA_BITS = 2048
-
-
-def _reject_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity; JSON does not, and an `exp` of
-    # Infinity would be a token that never expires.
-    raise ValueError(f"not JSON: {name}")
-
-
-def json_object(data: bytes | str) -> dict[str, Any] | None:
-    """``data`` parsed as a strict JSON object, or None."""
-    try:
-        value = json.loads(data, parse_constant=_reject_constant)
-    except (ValueError, TypeError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 #: PyJWT's verifier for each allowed algorithm, made once.

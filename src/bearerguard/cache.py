@@ -69,13 +69,37 @@ class _Counter:
         return int(repr(self._count)[6:-1])
 
 
+class _Done:
+    """A one-shot latch: ``wait`` returns True once ``set`` has been called.
+
+    A Lock held from birth and released by ``set``: a fifth of the cost of a
+    ``threading.Event`` (a Condition over a Lock), paid on every cache miss
+    while waiters are rare. Each waiter releases it again for the next.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        self._lock.release()
+
+    def wait(self, timeout: float) -> bool:
+        if not self._lock.acquire(timeout=timeout):
+            return False
+        self._lock.release()
+        return True
+
+
 class _Flight:
     """One validation in progress; concurrent misses wait on ``done``."""
 
     __slots__ = ("done", "error", "info")
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = _Done()
         self.info: TokenInfo | None = None
         self.error: BaseException | None = None
 

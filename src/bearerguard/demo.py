@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, jsonify, request
 from sqlalchemy import ForeignKey, Integer, String, create_engine, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import (
     DeclarativeBase,
     Mapped,
@@ -170,7 +170,12 @@ def create_app(
         extra_tokens = int(os.environ.get("BEARERGUARD_DEMO_TOKENS") or 0)
 
     engine = create_engine(database_url)
-    Base.metadata.create_all(engine)
+    try:
+        Base.metadata.create_all(engine)
+    except OperationalError:
+        # gunicorn workers importing a fresh SQLite file at once: another one
+        # created the tables between our check and our CREATE TABLE.
+        Base.metadata.create_all(engine)
     factory = sessionmaker(engine)
     _seed(factory, extra_tokens)
     session = scoped_session(factory)

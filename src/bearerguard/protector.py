@@ -120,6 +120,7 @@ class ResourceProtector:
         self.allow_query_token = allow_query_token
         self.max_token_length = max_token_length
         self._jwt: dict[str, TokenValidator] = {}
+        self._jws_entry: dict[str, Callable[[str, Any, Any], TokenInfo]] = {}
         self._opaque: list[TokenValidator] = []
         self._request_checks: list[Any] = []
         self._outcomes: Counter[str] = Counter()
@@ -139,6 +140,7 @@ class ResourceProtector:
             if validator.issuer in self._jwt:
                 raise ValueError(f"a validator for issuer {validator.issuer!r} is registered")
             self._jwt[validator.issuer] = validator
+            self._jws_entry[validator.issuer] = _jws_entry(validator)
         else:
             self._opaque.append(validator)
         # Only a hook the user wrote costs anything per request.
@@ -246,7 +248,7 @@ class ResourceProtector:
 
     def _check(self, requirement: Requirement, optional: bool) -> None:
         try:
-            info = self.authenticate()
+            info = self._cached() or self.authenticate()
         except MissingTokenError as error:
             if optional:
                 setattr(g, _G_TOKEN, None)
@@ -259,11 +261,40 @@ class ResourceProtector:
         if missing is not None:
             description = None if missing == "scope" else f"token lacks a required {missing} value"
             self._refuse(InsufficientScopeError(description, scope=requirement.scope))
-        setattr(g, _G_TOKEN, info.token)
-        setattr(g, _G_REATTACH, info.reattach)
+        current = g._get_current_object()  # one context lookup, not two
+        setattr(current, _G_TOKEN, info.token)
+        setattr(current, _G_REATTACH, info.reattach)
         self._accepted.bump()
         if token_authenticated.receivers:
             token_authenticated.send(self, token=info.token)
+
+    def _cached(self) -> TokenInfo | None:
+        """The common request, answered from the cache: a plain ``Bearer <token>``
+        header whose token is cached, live and not revoked. None sends the
+        request down :meth:`authenticate`, which checks everything again.
+
+        The token's syntax is not checked here: only tokens that passed
+        ``parse_authorization`` are ever cached, so a digest found in the cache
+        is one of those. That check is the hit's largest cost for a JWT.
+        """
+        cache = self.cache
+        if cache is None or self._request_checks or self.allow_query_token or self.allow_form_token:
+            return None
+        header = request.environ.get("HTTP_AUTHORIZATION")
+        if header is None or header[:7] != "Bearer " or len(header) > self.max_token_length + 7:
+            return None
+        key = digest(header[7:])
+        entry = cache._index.get(key)
+        if entry is None:
+            return None
+        info = entry.info
+        now = self.clock()
+        if now >= entry.deadline or info.expiry_check is not None:
+            return None
+        if self.revocations.is_revoked(key, info, now):
+            return None
+        cache.hits.bump()
+        return info
 
     def authenticate(self) -> TokenInfo:
         """Find, validate and deny-list-check this request's token (no scope check)."""
@@ -315,10 +346,10 @@ class ResourceProtector:
         if jws is not None:
             payload = jws[1]
             issuer = payload.get("iss") if payload is not None else None
-            validator = self._jwt.get(issuer) if isinstance(issuer, str) else None
-            if validator is None:
+            entry = self._jws_entry.get(issuer) if isinstance(issuer, str) else None
+            if entry is None:
                 raise InvalidTokenError("untrusted issuer" if payload else "malformed token")
-            return validator.validate(token)
+            return entry(token, jws[0], payload)
         unavailable: ValidatorUnavailableError | None = None
         for validator in self._opaque:
             try:
@@ -404,6 +435,17 @@ class ResourceProtector:
             "revocations": self.revocations.stats(),
             "validators": validators,
         }
+
+
+def _jws_entry(validator: TokenValidator) -> Callable[[str, Any, Any], TokenInfo]:
+    """``validator.validate_jws``, unless a subclass overrides ``validate`` below
+    the class that defines it (to wrap or count it): then ``validate`` runs."""
+    mro = type(validator).__mro__
+    jws_owner = next(k for k in mro if "validate_jws" in vars(k))
+    validate_owner = next(k for k in mro if "validate" in vars(k))
+    if issubclass(jws_owner, validate_owner):
+        return validator.validate_jws
+    return lambda token, _header, _claims: validator.validate(token)
 
 
 def _current() -> Any:

@@ -71,6 +71,13 @@ class TokenValidator:
         """Check ``token_string`` and describe it, or raise a ``BearerGuardError``."""
         raise NotImplementedError
 
+    def validate_jws(
+        self, token_string: str, header: dict[str, Any] | None, claims: dict[str, Any] | None
+    ) -> TokenInfo:
+        """:meth:`validate` for a JWS whose header and payload the protector has
+        parsed, unverified, to route it; a JWT validator may reuse them."""
+        return self.validate(token_string)
+
     def peek_expiry(self, token_string: str) -> float | None:
         """The token's expiry if it can be read without a backend call (for revoke)."""
         return None

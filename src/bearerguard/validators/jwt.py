@@ -15,8 +15,8 @@ RSA verification itself); a regex does the same here in C.
 
 from __future__ import annotations
 
-import base64
 import re
+import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from types import MappingProxyType
@@ -32,6 +32,11 @@ __all__ = ["ANY_AUDIENCE", "RFC9068_CLAIMS", "AccessTokenClaims", "JWTBearerToke
 
 _MISSING: Final = object()
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
+_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+#: The last character of a canonical segment of 4n+2 (4n+3) characters: its
+#: low 4 (2) bits, past the data, are zero (RFC 4648 §3.5). Cheaper than
+#: encoding the decoded bytes again to compare.
+_CANONICAL_LAST = {2: frozenset(_B64URL[::16]), 3: frozenset(_B64URL[::4])}
 #: RFC 9068 §4: the only ``typ`` values a JWT access token may carry.
 _AT_JWT = frozenset({"at+jwt", "application/at+jwt"})
 #: Every claim RFC 9068 §2.2 makes mandatory; pass as ``required_claims=`` for strict profiles.
@@ -62,8 +67,8 @@ class AccessTokenClaims(dict[str, Any]):
     __slots__ = ("header",)
 
     def __init__(self, claims: Mapping[str, Any], header: Mapping[str, Any] | None = None) -> None:
-        super().__init__(claims)
-        self.header: Mapping[str, Any] = MappingProxyType(dict(header or {}))
+        super().__init__(_shared_claims(claims))
+        self.header: Mapping[str, Any] = _shared_header(header or {})
 
     def get_scope(self) -> str:
         """The granted scopes as one space-separated string (``scope`` or ``scp``)."""
@@ -86,6 +91,65 @@ class AccessTokenClaims(dict[str, Any]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({dict.__repr__(self)})"
+
+
+# Every cached JWT of an issuer repeats most of its bytes: the claim names,
+# iss, aud, client_id, scope, the header. Shared, a cached token costs about a
+# third of what it costs with its own copies (issue 5: <= 1 KiB per entry).
+# Bounded: past _SHARED_MAX distinct values, new ones are kept unshared; only
+# the values of claims that repeat are shared, so unique ones cannot fill it.
+_SHARED_MAX = 4096
+_shared_values: dict[str, str] = {}
+_shared_headers: dict[tuple[tuple[str, Any], ...], Mapping[str, Any]] = {}
+_shared_scopes: dict[str, frozenset[str]] = {}
+
+
+def _share(value: Any) -> Any:
+    if type(value) is not str or len(value) > 128:
+        return value
+    shared = _shared_values.get(value)
+    if shared is not None:
+        return shared
+    if len(_shared_values) < _SHARED_MAX:
+        _shared_values[value] = value
+    return value
+
+
+#: Claims whose values repeat from token to token (not jti, exp, sub...).
+_SHARED_NAMES = frozenset(
+    {"iss", "aud", "azp", "client_id", "scope", "typ", "alg", "kid", "token_use", "acr", "type"}
+)
+
+
+def _shared_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        sys.intern(name): _share(value) if name in _SHARED_NAMES else value
+        for name, value in claims.items()
+    }
+
+
+def _shared_header(header: Mapping[str, Any]) -> Mapping[str, Any]:
+    try:
+        key = tuple(header.items())
+        shared = _shared_headers.get(key)
+    except TypeError:  # a list or object value: not shared
+        return MappingProxyType(dict(header))
+    if shared is None:
+        shared = MappingProxyType(_shared_claims(header))
+        if len(_shared_headers) < _SHARED_MAX:
+            _shared_headers[key] = shared
+    return shared
+
+
+def _shared_scopes_of(value: Any) -> frozenset[str]:
+    if type(value) is not str:
+        return scopes_of(value)
+    scopes = _shared_scopes.get(value)
+    if scopes is None:
+        scopes = frozenset(_share(s) for s in value.split())
+        if len(_shared_scopes) < _SHARED_MAX:
+            _shared_scopes[value] = scopes
+    return scopes
 
 
 def _refuse(description: str) -> NoReturn:
@@ -229,17 +293,33 @@ class JWTBearerTokenValidator(TokenValidator):
 
     def validate(self, token_string: str) -> TokenInfo:
         """Verify the signature, then the claims; return the token's facts."""
+        head, _, rest = token_string.partition(".")
+        header = json_object(_decode_segment(head))
+        claims = json_object(_decode_segment(rest.partition(".")[0]))
+        return self.validate_jws(token_string, header, claims)
+
+    def validate_jws(
+        self, token_string: str, header: dict[str, Any] | None, claims: dict[str, Any] | None
+    ) -> TokenInfo:
+        """:meth:`validate` for a token whose header and payload the protector
+        has parsed already (to route it by ``iss``), so they are parsed once.
+
+        Nothing parsed is trusted: the segments are checked here as strictly as
+        :meth:`validate` checks them, so they are the bytes the signature covers.
+        """
         signing_input, _, encoded_signature = token_string.rpartition(".")
         head, _, body = signing_input.partition(".")
-        header = self._header(head)
-        payload = _decode_segment(body)
+        _check_segment(head)
+        _check_segment(body)
+        if header is None:
+            _refuse("malformed token")
+        self._check_header(header)
         signature = _decode_segment(encoded_signature, canonical=True)
         alg: str = header["alg"]
         key = self._key(header.get("kid"), alg)
         # The segments are checked to be ASCII, and the key to suit alg.
         if not key.verify(alg, signing_input.encode("ascii"), signature):
             _refuse("invalid signature")
-        claims = json_object(payload)
         if claims is None:
             _refuse("malformed token")
         self._check_claims(claims, header)
@@ -247,7 +327,7 @@ class JWTBearerTokenValidator(TokenValidator):
         client_id = claims.get("client_id", claims.get("azp"))
         return TokenInfo(
             token=token,
-            scopes=scopes_of(claims.get("scope") or claims.get("scp")),
+            scopes=_shared_scopes_of(claims.get("scope") or claims.get("scp")),
             expires_at=float(claims["exp"]),
             subject=text_or_none(claims.get("sub")),
             client_id=text_or_none(client_id),
@@ -261,10 +341,7 @@ class JWTBearerTokenValidator(TokenValidator):
         jws = peek_jws(token_string)
         return number_or_none(jws[1].get("exp")) if jws is not None and jws[1] is not None else None
 
-    def _header(self, head: str) -> dict[str, Any]:
-        header = json_object(_decode_segment(head))
-        if header is None:
-            _refuse("malformed token")
+    def _check_header(self, header: dict[str, Any]) -> None:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.algorithms:
             _refuse("algorithm not allowed")
@@ -280,7 +357,6 @@ class JWTBearerTokenValidator(TokenValidator):
             if not isinstance(typ, str) or typ.lower() not in _AT_JWT:
                 _refuse("wrong token type")
         # jku, x5u, jwk and x5c are never read: keys come from configuration only.
-        return header
 
     def stats(self) -> dict[str, int]:
         """JWKS fetch counters (attempts and failures); zeros for static keys."""
@@ -351,19 +427,24 @@ class JWTBearerTokenValidator(TokenValidator):
             _refuse("claims check failed")
 
 
+def _check_segment(segment: str) -> None:
+    """Strict base64url (RFC 7515 §2): its alphabet only, no padding."""
+    if _SEGMENT.fullmatch(segment) is None or len(segment) % 4 == 1:
+        _refuse("malformed token")
+
+
 def _decode_segment(segment: str, *, canonical: bool = False) -> bytes:
-    """Strict base64url (RFC 7515 §2): its alphabet only, no padding.
+    """A strict base64url segment, decoded.
 
     ``canonical`` also refuses encodings with stray trailing bits: several
     strings would decode to the same signature, and a variant of a revoked
     token would not match its deny-list entry.
     """
-    if _SEGMENT.fullmatch(segment) is None or len(segment) % 4 == 1:
+    _check_segment(segment)
+    tail = len(segment) % 4
+    if canonical and tail and segment[-1] not in _CANONICAL_LAST[tail]:
         _refuse("malformed token")
-    data = b64url_decode(segment)
-    if canonical and base64.urlsafe_b64encode(data).rstrip(b"=") != segment.encode("ascii"):
-        _refuse("malformed token")
-    return data
+    return b64url_decode(segment)
 
 
 def _time_claim(claims: Mapping[str, Any], name: str) -> float | None:

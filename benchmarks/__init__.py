@@ -1,0 +1,7 @@
+"""bearerguard's benchmark suite: ``make bench`` (``python -m benchmarks``).
+
+Measures the cost of a protected Flask request against the unprotected floor,
+side by side with Authlib, flask-jwt-extended and hand-written references, in
+one process with interleaved rounds; then growth curves, memory per cached
+token, and a real HTTP load run under gunicorn. See ``python -m benchmarks -h``.
+"""

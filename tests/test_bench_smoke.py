@@ -1,0 +1,95 @@
+"""The benchmark harness still runs: every case, tiny sizes, no timing asserted.
+
+Runs ``python -m benchmarks --profile smoke`` in a subprocess (the harness
+starts servers, fills caches and forks a load generator; none of that belongs
+in the test process) and checks its JSON: each case answered every request
+with its expected status, and nothing was skipped except for a reason this
+machine explains (a service down, an optional package missing).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+REQUIRE_SERVICES = os.environ.get("BEARERGUARD_REQUIRE_SERVICES") == "1"
+#: Optional packages a case may need, by the text its skip reason names.
+PACKAGES = {"flask-jwt-extended": "flask_jwt_extended", "requests": "requests"}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench")
+    command = [
+        sys.executable, "-m", "benchmarks", "--profile", "smoke", "--out", str(out),
+        "--load-client", "python",
+    ]  # fmt: skip
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (result,) = out.glob("*.json")
+    doc: dict[str, Any] = json.loads(result.read_text())
+    doc["_out"] = out
+    doc["_stdout"] = done.stdout
+    return doc
+
+
+@pytest.mark.timeout(150)
+def test_every_case_answered_its_expected_status(run: dict[str, Any]) -> None:
+    names = {case["name"] for group in run["groups"] for case in group["cases"]}
+    assert {"floor", "floor.sqla", "opaque.sqlite.bg.hit", "opaque.sqlite.authlib"} <= names
+    for group in run["groups"]:
+        assert group["rounds"] >= run["meta"]["rounds"], group["name"]
+        for case in group["cases"]:
+            expected = str(case["expected"])
+            assert case["error"] is None, (case["name"], case["error"])
+            assert set(case["statuses"]) == {expected}, (case["name"], case["statuses"])
+            assert case["statuses"][expected] > 0, case["name"]
+            assert case["rounds"] == group["rounds"], case["name"]
+
+
+def test_nothing_skipped_without_a_reason_here(run: dict[str, Any]) -> None:
+    for group in run["groups"]:
+        for skipped in group["skipped"]:
+            name, kind, reason = skipped["name"], skipped["kind"], skipped["reason"]
+            if kind == "service":
+                assert not REQUIRE_SERVICES, f"{name}: {reason} (BEARERGUARD_REQUIRE_SERVICES=1)"
+            elif kind == "package":
+                module = next((m for p, m in PACKAGES.items() if p in reason), None)
+                assert module is not None, f"{name}: {reason}"
+                assert importlib.util.find_spec(module) is None, f"{name}: {reason}"
+            else:  # "stub": every bearerguard feature the suite measures has landed
+                pytest.fail(f"{name} skipped: {reason}")
+
+
+def test_growth_curves_and_memory_ran(run: dict[str, Any]) -> None:
+    groups = {group["name"]: group for group in run["groups"]}
+    assert {"main", "cache-size", "jwks-keys", "issuers"} <= set(groups)
+    for name in ("cache-size", "jwks-keys", "issuers"):
+        assert len(groups[name]["cases"]) >= 3, name  # the floor and two sizes
+    assert {row["kind"] for row in run["memory"]} == {"jwt", "opaque"}
+    for row in run["memory"]:
+        assert row["entries"] == run["profile"]["memory_entries"]
+
+
+def test_load_run_answered_as_expected(run: dict[str, Any]) -> None:
+    load = run["load"]
+    assert "skipped" not in load, load
+    assert set(load["phases"]) == {"floor", "protected", "protected+10%unknown"}
+    for name, phase in load["phases"].items():
+        assert phase["error"] is None, (name, phase)
+        assert phase["requests"] > 0, name
+    assert set(load["phases"]["protected"]["statuses"]) == {"200"}
+
+
+def test_report_written(run: dict[str, Any]) -> None:
+    assert "== goals:" in run["_stdout"]
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert list(run["_out"].glob("*.png"))
