@@ -51,6 +51,11 @@ __all__ = ["BearerGuardHTTPException", "ResourceProtector", "current_token", "to
 P = ParamSpec("P")
 R = TypeVar("R")
 _DEFAULT: Any = object()
+# The objects behind Flask's proxies, bound once: ``request.environ`` through
+# the proxy costs about 1.1 us, through its documented _get_current_object
+# about 0.3 us, and a cache hit has about 10 us in all.
+_request_now: Callable[[], Any] = request._get_current_object  # type: ignore[attr-defined]
+_g_now: Callable[[], Any] = g._get_current_object
 _G_TOKEN = "_bearerguard_token"
 _G_REATTACH = "_bearerguard_reattach"
 
@@ -261,7 +266,7 @@ class ResourceProtector:
         if missing is not None:
             description = None if missing == "scope" else f"token lacks a required {missing} value"
             self._refuse(InsufficientScopeError(description, scope=requirement.scope))
-        current = g._get_current_object()  # one context lookup, not two
+        current = _g_now()  # one context lookup, not two
         setattr(current, _G_TOKEN, info.token)
         setattr(current, _G_REATTACH, info.reattach)
         self._accepted.bump()
@@ -280,7 +285,7 @@ class ResourceProtector:
         cache = self.cache
         if cache is None or self._request_checks or self.allow_query_token or self.allow_form_token:
             return None
-        header = request.environ.get("HTTP_AUTHORIZATION")
+        header = _request_now().environ.get("HTTP_AUTHORIZATION")
         if header is None or header[:7] != "Bearer " or len(header) > self.max_token_length + 7:
             return None
         key = digest(header[7:])
@@ -300,7 +305,7 @@ class ResourceProtector:
         """Find, validate and deny-list-check this request's token (no scope check)."""
         token = self._token_from_request()
         for check in self._request_checks:
-            if check(request._get_current_object()):  # type: ignore[attr-defined]
+            if check(_request_now()):
                 raise InvalidRequestError()
         key = digest(token)
         cache = self.cache
@@ -319,7 +324,7 @@ class ResourceProtector:
         return info
 
     def _token_from_request(self) -> str:
-        header = request.environ.get("HTTP_AUTHORIZATION")
+        header = _request_now().environ.get("HTTP_AUTHORIZATION")
         if not (self.allow_query_token or self.allow_form_token):
             if header is None:
                 raise MissingTokenError()
