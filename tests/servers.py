@@ -8,6 +8,7 @@ garbage, to produce real faults without patching the client.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -137,18 +138,14 @@ class TCPProxy:
 
         listener, self._listener = self._listener, None
         if listener is not None:
-            try:
+            with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             listener.close()
         with self._lock:
             conns, self._conns = self._conns, []
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             conn.close()
 
     def close(self) -> None:
@@ -182,7 +179,5 @@ class TCPProxy:
             pass
         finally:
             for sock in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass

@@ -112,6 +112,14 @@ class _Watchdog:
 _watchdog = _Watchdog()
 
 
+def _close(conn: http.client.HTTPConnection, response: http.client.HTTPResponse | None) -> None:
+    # With Connection: close (or no length), http.client hands the socket to
+    # the response and forgets it: conn.close() alone leaves it open.
+    if response is not None:
+        response.close()
+    conn.close()
+
+
 class HTTPClient:
     """Thread-safe; keeps up to ``pool_size`` idle connections per origin."""
 
@@ -153,16 +161,17 @@ class HTTPClient:
         sent_headers.update(headers or {})
         for attempt in (0, 1):
             conn, reused = self._checkout(origin, timeout)
-            guard = _watchdog.arm(deadline, conn)
+            guard = _watchdog.arm(time.monotonic() + timeout, conn)  # its own clock, not self.clock
+            response: http.client.HTTPResponse | None = None
             try:
                 conn.request(method, target, body=body, headers=sent_headers)
                 response = conn.getresponse()
                 data = self._read(response, max_bytes, deadline)
             except FetchError:
-                conn.close()  # too large or too slow: the rest of the body is unread
+                _close(conn, response)  # too large or too slow: the rest of the body is unread
                 raise
             except (OSError, http.client.HTTPException) as exc:
-                conn.close()
+                _close(conn, response)
                 if self.clock() >= deadline:
                     raise FetchError(f"no complete answer from {host} in {timeout} s") from exc
                 # A kept-alive connection the server closed fails on first use; retry once fresh.
@@ -193,6 +202,8 @@ class HTTPClient:
             # checked between chunks rather than after 64 KiB of a drip.
             chunk = response.read1(min(65536, max_bytes + 1 - size))
             if not chunk:
+                if response.length:  # closed before Content-Length bytes came (RFC 9112 §8)
+                    raise FetchError("response cut short")
                 response.read()  # marks the exchange done, so the connection is reusable
                 return b"".join(chunks)
             chunks.append(chunk)

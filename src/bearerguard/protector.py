@@ -43,7 +43,7 @@ from .errors import (
     ValidatorUnavailableError,
 )
 from .revocation import RevocationStore
-from .validators.base import TokenInfo, TokenValidator
+from .validators.base import TokenInfo, TokenValidator, number_or_none
 from .validators.bearer import BearerTokenValidator
 
 __all__ = ["BearerGuardHTTPException", "ResourceProtector", "current_token", "token_authenticated"]
@@ -319,7 +319,15 @@ class ResourceProtector:
             info = cache.load(key, lambda: self._validate(token))
         else:
             info = self._validate(token)
-        if self.revocations.is_revoked(key, info, self.clock()):
+        # Expiry again, at the instant the deny-list is read (as _cached does):
+        # a revocation ends at the token's exp, so a token seen unexpired at
+        # the cache lookup, or when a shared validation began, may find its
+        # deny-list entry already gone.
+        now = self.clock()
+        expires_at = info.expires_at
+        if expires_at is not None and now >= expires_at:
+            raise TokenExpiredError()
+        if self.revocations.is_revoked(key, info, now):
             raise TokenRevokedError()
         return info
 
@@ -381,8 +389,11 @@ class ResourceProtector:
         """Refuse ``token_string`` from the next request on, until it would have expired."""
         key = digest(token_string)
         until = self._known_expiry(key, token_string)
-        if until is None:
-            until = self.clock() + self.revocations.max_token_lifetime
+        longest = self.clock() + self.revocations.max_token_lifetime
+        if until is None or until > longest:
+            # An exp read from the token string is unverified: the caller's
+            # word, or a forger's. No entry outlives the longest-lived token.
+            until = longest
         self.revocations.revoke_token(key, until)
         logger.info("revoked token %s", fingerprint(token_string))
 
@@ -411,9 +422,9 @@ class ResourceProtector:
         if entry is not None and entry.info.expires_at is not None:
             return entry.info.expires_at
         jws = peek_jws(token_string)
-        exp = jws[1].get("exp") if jws is not None and jws[1] is not None else None
-        if isinstance(exp, int | float) and not isinstance(exp, bool):
-            return float(exp)
+        exp = number_or_none(jws[1].get("exp")) if jws is not None and jws[1] is not None else None
+        if exp is not None:
+            return exp
         for validator in self._opaque:
             peeked = validator.peek_expiry(token_string)
             if peeked is not None:

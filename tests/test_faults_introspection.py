@@ -1,0 +1,129 @@
+"""An introspection endpoint that stalls at the socket level, measured in wall time.
+
+``test_introspection.py`` covers the answers (500, invalid JSON, ``active``
+missing, a slow reply, a refused connection) and recovery. Here: an endpoint
+that accepts and never answers, or drips its reply a byte at a time, must
+cost a request no more than the timeout (then 503), and a request stuck on it
+must not hold up tokens that are already cached.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from bearerguard import ResourceProtector
+from bearerguard.validators import IntrospectionTokenValidator
+
+from .jwtkit import loopback_client
+from .test_faults_jwks import (
+    SLACK,
+    TIMEOUT,
+    Behaviour,
+    RawServer,
+    drip_body,
+    drip_headers,
+    hanging,
+    read_request,
+)
+
+ACTIVE = b'{"active": true, "scope": "profile", "sub": "alice"}'
+
+
+def answer_then(stall: Behaviour) -> Behaviour:
+    """Answer the first request properly, then stall like ``stall``."""
+    answered = threading.Event()
+
+    def behaviour(conn: Any, stop: threading.Event) -> None:
+        if answered.is_set():
+            return stall(conn, stop)
+        answered.set()
+        read_request(conn)
+        conn.sendall(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+            + f"Content-Length: {len(ACTIVE)}\r\n\r\n".encode()
+            + ACTIVE
+        )
+
+    return behaviour
+
+
+@pytest.fixture
+def raw() -> Iterator[Callable[[Behaviour], RawServer]]:
+    servers: list[RawServer] = []
+
+    def start(behaviour: Behaviour) -> RawServer:
+        servers.append(RawServer(behaviour))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def app_for(server: RawServer) -> Flask:
+    protector = ResourceProtector()
+    protector.register_token_validator(
+        IntrospectionTokenValidator(
+            f"http://127.0.0.1:{server.port}/introspect",
+            "rs",
+            "secret",
+            timeout=TIMEOUT,
+            http=loopback_client(),
+        )
+    )
+    app = Flask(__name__)
+    app.add_url_rule("/r", "r", protector("profile")(lambda: "ok"))
+    return app
+
+
+def get(app: Flask, token: str) -> tuple[float, int]:
+    started = time.monotonic()
+    status = app.test_client().get("/r", headers={"Authorization": f"Bearer {token}"}).status_code
+    return time.monotonic() - started, status
+
+
+STALLS = {"hanging": hanging, "drip-headers": drip_headers, "drip-body": drip_body}
+
+
+@pytest.mark.parametrize("stall", list(STALLS.values()), ids=list(STALLS.keys()))
+def test_a_stalled_endpoint_costs_at_most_the_timeout_then_503(
+    raw: Callable[[Behaviour], RawServer], stall: Behaviour
+) -> None:
+    app = app_for(raw(stall))
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda i: get(app, f"token-{i}"), range(4)))
+
+    for seconds, status in results:
+        assert status == 503
+        assert seconds < TIMEOUT + SLACK, f"a request was held {seconds:.2f}s"
+
+
+def test_cached_tokens_are_answered_while_an_introspection_call_hangs(
+    raw: Callable[[Behaviour], RawServer],
+) -> None:
+    server = raw(answer_then(hanging))
+    app = app_for(server)
+    assert get(app, "cached")[1] == 200
+    stuck: list[tuple[float, int]] = []
+    caller = threading.Thread(target=lambda: stuck.append(get(app, "new-token")))
+    caller.start()
+    deadline = time.monotonic() + 5
+    while server.connections < 2:  # the new token's introspection is in flight
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+
+    answered = [get(app, "cached") for _ in range(20)]
+
+    assert caller.is_alive(), "the cached token was answered while the call hung"
+    assert all(status == 200 for _, status in answered)
+    assert max(seconds for seconds, _ in answered) < TIMEOUT / 2
+    caller.join(TIMEOUT + SLACK + 1)
+    assert stuck and stuck[0][1] == 503

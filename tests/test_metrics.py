@@ -1,0 +1,89 @@
+"""stats() and the Prometheus exposition, from real requests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Flask
+from prometheus_client import CollectorRegistry, generate_latest
+
+from bearerguard import ResourceProtector
+from bearerguard.metrics import PrometheusMetrics
+from bearerguard.validators import BearerTokenValidator, JWTBearerTokenValidator
+
+from .jwtkit import Keypair, make_token
+
+
+class DictValidator(BearerTokenValidator):
+    def authenticate_token(self, token_string: str) -> Any:
+        if token_string == "good":
+            return {"scope": "read", "exp": time.time() + 600, "sub": "s"}
+        return None
+
+
+def make_app(protector: ResourceProtector) -> Flask:
+    app = Flask(__name__)
+
+    @app.route("/r")
+    @protector("read")
+    def resource() -> str:
+        return "ok"
+
+    return app
+
+
+def exercise(app: Flask) -> None:
+    client = app.test_client()
+    for header in ("Bearer good", "Bearer good", "Bearer good", "Bearer bad", None, "Bearer a b"):
+        headers = {"Authorization": header} if header else {}
+        client.get("/r", headers=headers)
+
+
+def test_stats_count_outcomes_and_cache_events() -> None:
+    protector = ResourceProtector()
+    protector.register_token_validator(DictValidator())
+    exercise(make_app(protector))
+    protector.revoke("good")
+    stats = protector.stats()
+    assert stats["validations"] == {
+        "accepted": 3,
+        "refused": {"invalid_token": 1, "missing_token": 1, "invalid_request": 1},
+    }
+    assert stats["cache"]["hits"] == 2
+    assert stats["cache"]["misses"] == 2
+    assert stats["revocations_applied"] == 1
+
+
+def test_stats_include_validator_counters() -> None:
+    key = Keypair.generate("ES256", kid="k1")
+    protector = ResourceProtector()
+    validator = JWTBearerTokenValidator(
+        issuer="https://issuer.example", audience="api", jwks={"keys": [key.jwk()]}
+    )
+    protector.register_token_validator(validator)
+    stats = protector.stats()
+    assert stats["validators"] == {
+        "jwt:https://issuer.example": {"jwks_fetches": 0, "jwks_fetch_failures": 0}
+    }
+    token = make_token(key, iss="https://issuer.example", aud="api", scope="read")
+    response = (
+        make_app(protector).test_client().get("/r", headers={"Authorization": f"Bearer {token}"})
+    )
+    assert response.status_code == 200
+    assert protector.stats()["validations"]["accepted"] == 1
+
+
+def test_prometheus_exposition() -> None:
+    protector = ResourceProtector()
+    protector.register_token_validator(DictValidator())
+    registry = CollectorRegistry()
+    PrometheusMetrics(protector, registry=registry)
+    exercise(make_app(protector))
+    text = generate_latest(registry).decode()
+    assert 'bearerguard_validations_total{error="",outcome="accepted"} 3.0' in text
+    assert 'bearerguard_validations_total{error="invalid_token",outcome="refused"} 1.0' in text
+    assert 'bearerguard_cache_events_total{event="hits"} 2.0' in text
+    assert "bearerguard_cache_entries 1.0" in text
+    assert "bearerguard_authorization_seconds_count 6.0" in text
+    assert "good" not in text  # no token in any label
