@@ -16,31 +16,15 @@ from typing import Any
 
 import pytest
 from flask import Flask, jsonify
-from sqlalchemy import Boolean, Integer, String, create_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, scoped_session, sessionmaker
+from sqlalchemy import create_engine
+from sqlalchemy.orm import scoped_session, sessionmaker
 
 from bearerguard import ResourceProtector, current_token
 from bearerguard.sqla import create_bearer_token_validator
 
 from .conftest import PG_URL, pg_schema_url
+from .models import Base, Token
 from .servers import TCPProxy
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class Token(Base):
-    __tablename__ = "fault_token"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    access_token: Mapped[str] = mapped_column(String(255), unique=True)
-    scope: Mapped[str] = mapped_column(String(255))
-    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
-    issued_at: Mapped[int] = mapped_column(Integer)
-    expires_in: Mapped[int] = mapped_column(Integer)
-
-    def get_scope(self) -> str:
-        return self.scope
 
 
 @pytest.fixture

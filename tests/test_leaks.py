@@ -27,8 +27,8 @@ from urllib.parse import parse_qs
 
 import pytest
 from flask import Flask
-from sqlalchemy import Boolean, Integer, String, create_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, scoped_session, sessionmaker
+from sqlalchemy import create_engine
+from sqlalchemy.orm import scoped_session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from bearerguard import ResourceProtector, TokenCache
@@ -52,6 +52,7 @@ from .jwtkit import (
     loopback_client,
     make_token,
 )
+from .models import Base, Token
 from .servers import LoopbackServer, Reply, Seen
 
 KEY = cached_keypair("ES256", "leak-ec")
@@ -95,23 +96,6 @@ def capture() -> Iterator[Capture]:
 
 
 # -- the world the scenarios run in ---------------------------------------------------------
-
-
-class Base(DeclarativeBase):
-    pass
-
-
-class LeakToken(Base):
-    __tablename__ = "leak_token"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    access_token: Mapped[str] = mapped_column(String(255), unique=True)
-    scope: Mapped[str] = mapped_column(String(255))
-    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
-    issued_at: Mapped[int] = mapped_column(Integer)
-    expires_in: Mapped[int] = mapped_column(Integer)
-
-    def get_scope(self) -> str:
-        return self.scope
 
 
 class FlakyStore(BearerTokenValidator):
@@ -192,7 +176,7 @@ def world(serve: Callable[[Any], LoopbackServer], capture: Capture) -> Iterator[
     Base.metadata.create_all(engine)
     session = scoped_session(sessionmaker(engine))
     session.add(
-        LeakToken(
+        Token(
             access_token="db-token-9d2e6a71",
             scope="profile",
             issued_at=int(clock()),
@@ -214,7 +198,7 @@ def world(serve: Callable[[Any], LoopbackServer], capture: Capture) -> Iterator[
     )
     store = FlakyStore({})
     protector.register_token_validator(store)
-    protector.register_token_validator(create_bearer_token_validator(session, LeakToken)())
+    protector.register_token_validator(create_bearer_token_validator(session, Token)())
     protector.register_token_validator(
         IntrospectionTokenValidator(
             auth_server.url + "/introspect", "rs-1", SECRET, http=http, clock=clock, timeout=0.2

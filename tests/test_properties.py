@@ -34,8 +34,8 @@ import pytest
 from flask import Flask
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Boolean, Integer, String, create_engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, scoped_session, sessionmaker
+from sqlalchemy import create_engine
+from sqlalchemy.orm import scoped_session, sessionmaker
 from sqlalchemy.pool import StaticPool
 from werkzeug.datastructures import WWWAuthenticate
 
@@ -50,6 +50,7 @@ from bearerguard.validators import (
 from .conftest import FakeClock
 from .jwtkit import AUDIENCE, ISSUER, Keypair, b64url, cached_keypair, jwks, make_token
 from .jwtkit import loopback_client as _loopback_client
+from .models import Base, Token
 from .servers import LoopbackServer, Reply, Seen
 
 NOW = 1_800_000_000.0
@@ -105,23 +106,6 @@ class DictValidator(BearerTokenValidator):
         return None
 
 
-class Base(DeclarativeBase):
-    pass
-
-
-class PropToken(Base):
-    __tablename__ = "prop_token"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    access_token: Mapped[str] = mapped_column(String(255), unique=True)
-    scope: Mapped[str] = mapped_column(String(255))
-    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
-    issued_at: Mapped[int] = mapped_column(Integer)
-    expires_in: Mapped[int] = mapped_column(Integer)
-
-    def get_scope(self) -> str:
-        return self.scope
-
-
 class AuthServer:
     """Introspection: ``/introspect`` knows INTROSPECTED; ``/answer`` says ``raw``."""
 
@@ -165,7 +149,7 @@ def scene() -> Iterator[Scene]:
     Base.metadata.create_all(engine)
     session = scoped_session(sessionmaker(engine))
     session.add_all(
-        PropToken(access_token=t, scope="profile email", issued_at=int(NOW), expires_in=3600)
+        Token(access_token=t, scope="profile email", issued_at=int(NOW), expires_in=3600)
         for t in DB_TOKENS
     )
     session.commit()
@@ -179,7 +163,7 @@ def scene() -> Iterator[Scene]:
         JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(EC, RSA), leeway=LEEWAY)
     )
     protector.register_token_validator(DictValidator())
-    protector.register_token_validator(create_bearer_token_validator(session, PropToken)())
+    protector.register_token_validator(create_bearer_token_validator(session, Token)())
     protector.register_token_validator(
         IntrospectionTokenValidator(
             server.url + "/introspect", "rs", "secret", http=http, clock=clock

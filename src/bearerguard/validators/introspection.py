@@ -27,7 +27,7 @@ from ..errors import (
     UnknownTokenError,
     ValidatorUnavailableError,
 )
-from .base import TokenInfo, TokenValidator, number_or_none, scopes_of, text_or_none
+from .base import TokenInfo, TokenValidator, describe_token, number_or_none
 
 __all__ = ["AnswerCache", "IntrospectionToken", "IntrospectionTokenValidator"]
 
@@ -186,17 +186,7 @@ class IntrospectionTokenValidator(TokenValidator):
         if not answer["active"]:
             raise UnknownTokenError("token is not active")
         self._check(answer)
-        token = IntrospectionToken(answer)
-        return TokenInfo(
-            token=token,
-            scopes=scopes_of(answer.get("scope")),
-            expires_at=number_or_none(answer.get("exp")),
-            subject=text_or_none(answer.get("sub")),
-            client_id=text_or_none(answer.get("client_id")),
-            jti=text_or_none(answer.get("jti")),
-            issued_at=number_or_none(answer.get("iat")),
-            claims=token,
-        )
+        return describe_token(IntrospectionToken(answer))
 
     def introspect(self, token_string: str) -> dict[str, Any]:
         """POST the token (RFC 7662 §2.1); the answer as a JSON object, or 503."""
