@@ -328,7 +328,7 @@ class JWTBearerTokenValidator(TokenValidator):
         return TokenInfo(
             token=token,
             scopes=_shared_scopes_of(claims.get("scope") or claims.get("scp")),
-            expires_at=float(claims["exp"]),
+            expires_at=number_or_none(claims["exp"]),
             subject=text_or_none(claims.get("sub")),
             client_id=text_or_none(client_id),
             jti=text_or_none(claims.get("jti")),
