@@ -215,3 +215,44 @@ def test_verify_opaque_token(env: dict[str, str]) -> None:
     result = run(env, "verify", "demo-good", *VERIFY, "--jwks-uri", "http://127.0.0.1:9/j")
     assert result.returncode == 1
     assert "not a JWT" in result.stdout
+
+
+def _demo_signed(env: dict[str, str], claims: dict[str, Any], headers: dict[str, Any]) -> str:
+    from bearerguard import demo
+
+    os.environ["BEARERGUARD_DEMO_KEY"] = env["BEARERGUARD_DEMO_KEY"]
+    now = int(time.time())
+    base = {"iss": demo.ISSUER, "aud": demo.AUDIENCE, "sub": "s", "iat": now, "exp": now + 600}
+    return jwt.encode({**base, **claims}, demo._demo_key(), algorithm="RS256", headers=headers)
+
+
+def test_mint_subject(env: dict[str, str]) -> None:
+    token = run(env, "mint", "--subject", "bob").stdout.strip()
+    assert jwt.decode(token, options={"verify_signature": False})["sub"] == "bob"
+
+
+def test_verify_require_typ(env: dict[str, str], jwks_file: Path) -> None:
+    untyped = _demo_signed(env, {}, {"kid": "demo-1"})
+    args = [*VERIFY, "--jwks", str(jwks_file)]
+    assert run(env, "verify", untyped, *args).returncode == 0
+    result = run(env, "verify", untyped, *args, "--require-typ")
+    assert result.returncode == 1
+    assert "INVALID: wrong token type" in result.stdout
+
+
+def test_verify_leeway(env: dict[str, str], jwks_file: Path) -> None:
+    early = _demo_signed(env, {"nbf": int(time.time()) + 30}, {"kid": "demo-1"})
+    args = [*VERIFY, "--jwks", str(jwks_file)]
+    assert run(env, "verify", early, *args, "--leeway", "60").returncode == 0
+    late = run(env, "verify", early, *args, "--leeway", "0")
+    assert late.returncode == 1
+    assert "token not yet valid" in late.stdout
+
+
+def test_no_colour_wins_on_request(env: dict[str, str], jwks_file: Path) -> None:
+    token = _demo_signed(env, {"exp": int(time.time()) - 10}, {"kid": "demo-1"})
+    result = run(env, "verify", token, *VERIFY, "--jwks", str(jwks_file), "--no-colour")
+    assert result.returncode == 1
+    assert "\033[" not in result.stdout
+    coloured = run(env, "verify", token, *VERIFY, "--jwks", str(jwks_file), "--colour")
+    assert "\033[1;31m" in coloured.stdout
