@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -109,6 +110,54 @@ def serve() -> Iterator[Callable[[Handler], LoopbackServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+def fork_while_held(lock: Any, child: Callable[[], bool]) -> bool:
+    """Fork while another thread holds ``lock``, run ``child()`` in the child.
+
+    As gunicorn ``--preload`` does: it forks workers from a process whose
+    threads may hold a lock at that moment. Returns the child's answer; fails
+    the test if the child deadlocks (it is killed after 5 s).
+    """
+    import threading
+    import time
+    import warnings
+
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork on this platform")
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            holding.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(5)
+    read_fd, write_fd = os.pipe()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(write_fd, b"ok" if child() else b"no")
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    try:
+        deadline = time.monotonic() + 5
+        while not os.waitpid(pid, os.WNOHANG)[0]:
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                pytest.fail("the child deadlocked on the inherited lock")
+            time.sleep(0.01)
+        return os.read(read_fd, 2) == b"ok"
+    finally:
+        os.close(read_fd)
+        release.set()
+        holder.join(5)
 
 
 @pytest.fixture(autouse=True)

@@ -8,10 +8,8 @@ real threaded HTTP server and the protector.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +28,7 @@ from bearerguard.errors import (
 )
 from bearerguard.validators.base import TokenInfo
 
-from .conftest import FakeClock
+from .conftest import FakeClock, fork_while_held
 
 KEY = digest("token-1")
 
@@ -437,43 +435,7 @@ def test_counters_add_up_under_threads(clock: FakeClock) -> None:
 def test_a_forked_child_does_not_inherit_a_held_lock(clock: FakeClock) -> None:
     """gunicorn --preload forks workers from a process whose threads may hold
     the cache lock at that moment; the child must still be able to load."""
-    if not hasattr(os, "fork"):
-        pytest.skip("no fork on this platform")
     cache = TokenCache(clock=clock)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with cache._lock:
-            holding.set()
-            release.wait(5)
-
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert holding.wait(5)
-    read_fd, write_fd = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            ok = cache.load(KEY, Loader(info())).token == {"sub": "alice"}
-            os.write(write_fd, b"ok" if ok else b"no")
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    try:
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-            if done:
-                break
-            time.sleep(0.01)
-        else:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            raise AssertionError("the child deadlocked on the inherited cache lock")
-        assert os.read(read_fd, 2) == b"ok"
-    finally:
-        os.close(read_fd)
-        release.set()
-        holder.join(5)
+    assert fork_while_held(
+        cache._lock, lambda: cache.load(KEY, Loader(info())).token == {"sub": "alice"}
+    )

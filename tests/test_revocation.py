@@ -6,10 +6,8 @@ shared store in ``test_redis.py``.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import warnings
 
 import pytest
 
@@ -17,7 +15,7 @@ from bearerguard._credentials import digest
 from bearerguard.revocation import RevocationStore
 from bearerguard.validators.base import TokenInfo
 
-from .conftest import FakeClock
+from .conftest import FakeClock, fork_while_held
 
 
 def info(**facts: object) -> TokenInfo:
@@ -91,40 +89,10 @@ def test_purge_keeps_what_can_still_match(clock: FakeClock) -> None:
 def test_a_forked_child_can_revoke_while_a_parent_thread_held_the_lock(
     clock: FakeClock,
 ) -> None:
-    if not hasattr(os, "fork"):
-        pytest.skip("no fork on this platform")
     store = RevocationStore(clock=clock)
-    holding, release = threading.Event(), threading.Event()
 
-    def hold() -> None:
-        with store._lock:
-            holding.set()
-            release.wait(5)
+    def revoke_in_child() -> bool:
+        store.apply_token(digest("t"), clock() + 10)
+        return True
 
-    holder = threading.Thread(target=hold)
-    holder.start()
-    assert holding.wait(5)
-    read_fd, write_fd = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
-        pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            store.apply_token(digest("t"), clock() + 10)
-            os.write(write_fd, b"ok")
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    try:
-        deadline = time.monotonic() + 5
-        while not os.waitpid(pid, os.WNOHANG)[0]:
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                raise AssertionError("the child deadlocked on the inherited lock")
-            time.sleep(0.01)
-        assert os.read(read_fd, 2) == b"ok"
-    finally:
-        os.close(read_fd)
-        release.set()
-        holder.join(5)
+    assert fork_while_held(store._lock, revoke_in_child)
