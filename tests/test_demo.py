@@ -56,6 +56,6 @@ def test_demo_prints_working_curl_lines(tmp_path: Path) -> None:
 
     os.environ.setdefault("BEARERGUARD_DEMO_KEY", str(tmp_path / "k.pem"))
     base = "http://127.0.0.1:5000"
-    lines = [demo._curl(base, p, t) for _, p, t, _ in demo._expectations(base, "jwt")]
+    lines = [demo._curl(base, p, t) for _, p, t, _ in demo._expectations("jwt")]
     assert 'curl -i -H "Authorization: Bearer demo-good" http://127.0.0.1:5000/user' in lines
     assert "curl -i http://127.0.0.1:5000/user" in lines

@@ -66,7 +66,7 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def _server() -> Iterator[LoopbackServer]:
-    # One server for the module: each stop costs a 0.5 s shutdown poll.
+    # One server for the module; each test gets a fresh handler and request log.
     server = LoopbackServer(AuthServer())
     yield server
     server.close()

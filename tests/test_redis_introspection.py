@@ -43,7 +43,7 @@ class Answers:
 
 @pytest.fixture(scope="module")
 def _server() -> Iterator[LoopbackServer]:
-    # One server for the module: each stop costs a 0.5 s shutdown poll.
+    # One server for the module; each test gets a fresh handler and request log.
     server = LoopbackServer(Answers())
     yield server
     server.close()

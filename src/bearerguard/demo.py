@@ -239,7 +239,7 @@ def create_app(
     return app
 
 
-def _expectations(base: str, jwt_token: str) -> list[tuple[str, str, str | None, int]]:
+def _expectations(jwt_token: str) -> list[tuple[str, str, str | None, int]]:
     return [
         ("a working token", "/user", "demo-good", 200),
         ("a token lacking the scope", "/user", "demo-noscope", 403),
@@ -274,7 +274,7 @@ def _check(app: Flask, host: str, port: int) -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     failures = 0
     try:
-        for what, path, token, expected in _expectations(base, mint()):
+        for what, path, token, expected in _expectations(mint()):
             status = _status(base + path, token)
             ok = status == expected
             failures += not ok
@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         return _check(app, args.host, 0)
     base = f"http://{args.host}:{args.port}"
     print(f"bearerguard demo resource server on {base}\nTry:")
-    for what, path, token, expected in _expectations(base, mint()):
+    for what, path, token, expected in _expectations(mint()):
         print(f"  # {what} -> {expected}\n  {_curl(base, path, token)}")
     app.run(host=args.host, port=args.port, threaded=True)
     return 0
