@@ -476,3 +476,68 @@ def test_authlib_positional_operator_is_not_optional() -> None:
         return "ok"
 
     assert app.test_client().get("/both").status_code == 401
+
+
+# -- descriptions a hook writes: any text renders safely (RFC 6750 §3) ------------------
+
+HOOK_DESCRIPTIONS = [
+    ("quote", 'tenant "acme" suspended', "tenant 'acme' suspended"),
+    ("backslash", "path C:\\tenants\\acme", "path C:?tenants?acme"),
+    ("non-ascii", "Mandant gesperrt: M\u00fcller \U0001f600", "Mandant gesperrt: M?ller ?"),
+    ("control", "bell\x07 nul\x00 tab\t del\x7f", "bell? nul? tab? del?"),
+    ("crlf", "suspended\r\nSet-Cookie: session=evil", "suspended??Set-Cookie: session=evil"),
+    ("only-unsafe", '"\\\r\n', "'???"),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "rendered"), [d[1:] for d in HOOK_DESCRIPTIONS], ids=[d[0] for d in HOOK_DESCRIPTIONS]
+)
+@pytest.mark.parametrize("hook", ["claims_check", "authenticate_token"])
+def test_any_description_from_a_hook_renders_safely(hook: str, text: str, rendered: str) -> None:
+    """Authlib's OAuth2Error refuses such descriptions with ValueError (a 500);
+    bearerguard keeps the text and renders it in the RFC's character set."""
+    from bearerguard.errors import InvalidTokenError
+    from bearerguard.validators import JWTBearerTokenValidator
+
+    from .jwtkit import AUDIENCE, ISSUER, cached_keypair, jwks, make_token
+
+    def refuse(*_args: Any) -> Any:
+        raise InvalidTokenError(text)
+
+    require_oauth = ResourceProtector()
+    if hook == "claims_check":
+        key = cached_keypair("ES256", "desc-ec")
+        require_oauth.register_token_validator(
+            JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key), claims_check=refuse)
+        )
+        token = make_token(key, now=time.time())
+    else:
+        validator = DictValidator({})
+        validator.authenticate_token = refuse  # type: ignore[method-assign]
+        require_oauth.register_token_validator(validator)
+        token = "any-opaque-token"
+    app = Flask(__name__)
+    app.add_url_rule("/r", "r", require_oauth()(lambda: "ok"))
+
+    response = app.test_client().get("/r", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json == {"error": "invalid_token", "error_description": rendered}
+    assert challenge(response) == (
+        f'Bearer realm="api", error="invalid_token", error_description="{rendered}"'
+    )
+    assert "Set-Cookie" not in response.headers
+    for value in response.headers.values():
+        assert all(" " <= c <= "~" for c in value), value
+
+
+def test_description_with_unsafe_characters_constructs_and_keeps_its_text() -> None:
+    from bearerguard.errors import InsufficientScopeError, InvalidTokenError
+
+    error = InvalidTokenError('tenant "acme"\r\n')
+    assert error.description == 'tenant "acme"\r\n'  # the user's own text, for their logs
+    assert dict(error.get_body())["error_description"] == "tenant 'acme'??"
+    refusal = InsufficientScopeError("caf\u00e9", scope="read\nwrite")
+    assert refusal.challenge(None) == (
+        'Bearer error="insufficient_scope", error_description="caf?", scope="read?write"'
+    )

@@ -2,13 +2,15 @@
 
 Each class carries its status code, its RFC 6750 ``error`` code and a safe,
 fixed ``description`` (never an echo of the request), and renders its own
-JSON body and ``WWW-Authenticate`` challenge. The classes subclass Authlib's
-:class:`~authlib.oauth2.OAuth2Error`, so code ported from Authlib that catches
-``OAuth2Error`` keeps working.
+JSON body and ``WWW-Authenticate`` challenge. A description a user's hook
+writes may hold any text: it is rendered in RFC 6750's character set. The
+classes subclass Authlib's :class:`~authlib.oauth2.OAuth2Error`, so code
+ported from Authlib that catches ``OAuth2Error`` keeps working.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
@@ -26,6 +28,27 @@ __all__ = [
     "UnknownTokenError",
     "ValidatorUnavailableError",
 ]
+
+
+#: Outside RFC 6750 §3's set for error_description (%x20-21 / %x23-5B / %x5D-7E).
+_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _safe_char(match: re.Match[str]) -> str:
+    return "'" if match.group() == '"' else "?"
+
+
+def _safe_text(value: str) -> str:
+    """``value`` in RFC 6750's character set: ``"`` becomes ``'``, the rest of
+    what is outside it (``\\``, controls, CR/LF, non-ASCII) becomes ``?``.
+
+    CR/LF in a header value is response splitting (Werkzeug refuses it with an
+    error, a 500); a quote or a backslash breaks clients' parsing of the
+    quoted-string.
+    """
+    if _UNSAFE.search(value) is None:
+        return value
+    return _UNSAFE.sub(_safe_char, value)
 
 
 def _quoted(value: str) -> str:
@@ -46,12 +69,29 @@ class BearerGuardError(OAuth2Error):  # type: ignore[misc]
     cacheable: bool = True
 
     def __init__(self, description: str | None = None, *, scope: str | None = None) -> None:
-        super().__init__(description=description or self.description)
+        # Not OAuth2Error.__init__: from some Authlib versions on it raises
+        # ValueError for a description outside RFC 6749's character set, which
+        # would turn a hook's InvalidTokenError('tenant "acme" suspended') into
+        # a 500. The text is kept as given and made safe when rendered.
+        text = description or self.description
+        Exception.__init__(self, f"{self.error}: {text}")
+        self.description = text
         self.scope = scope
+        # The attributes Authlib's __init__ sets, for code that reads them.
+        self.uri: str | None = None
+        self.state: str | None = None
+        self.redirect_uri: str | None = None
+        self.redirect_fragment = False
 
     def get_body(self) -> list[tuple[str, Any]]:
         """The JSON body as pairs: ``error`` and ``error_description``."""
-        return [("error", self.error or "unauthorized"), ("error_description", self.description)]
+        return [
+            ("error", self.error or "unauthorized"),
+            ("error_description", _safe_text(self.description)),
+        ]
+
+    def get_error_description(self) -> str:
+        return _safe_text(self.description)
 
     def challenge(self, realm: str | None) -> str | None:
         """The ``WWW-Authenticate`` value, or None where none is sent."""
@@ -60,9 +100,9 @@ class BearerGuardError(OAuth2Error):  # type: ignore[misc]
             params.append(("realm", realm))
         if self.error:
             params.append(("error", self.error))
-            params.append(("error_description", self.description))
+            params.append(("error_description", _safe_text(self.description)))
         if self.scope:
-            params.append(("scope", self.scope))
+            params.append(("scope", _safe_text(self.scope)))
         if not params:
             return "Bearer"
         return "Bearer " + ", ".join(f"{k}={_quoted(v)}" for k, v in params)
@@ -87,7 +127,8 @@ class MissingTokenError(BearerGuardError):
 
     def get_body(self) -> list[tuple[str, Any]]:
         # Authlib's name for this case, kept so ported clients keep parsing it.
-        return [("error", "missing_authorization"), ("error_description", self.description)]
+        description = _safe_text(self.description)
+        return [("error", "missing_authorization"), ("error_description", description)]
 
 
 class InvalidRequestError(BearerGuardError):
