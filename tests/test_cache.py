@@ -328,6 +328,8 @@ def test_an_unexpected_loader_error_reaches_waiters_as_503(clock: FakeClock) -> 
     assert sum(isinstance(r, ValidatorUnavailableError) for r in results) == 3
     for r in results:
         assert "token in it" not in str(getattr(r, "description", ""))
+        if isinstance(r, ValidatorUnavailableError):  # nor in its chain
+            assert r.__cause__ is None and r.__context__ is None
 
 
 def test_a_waiter_gives_up_after_wait_timeout(clock: FakeClock) -> None:

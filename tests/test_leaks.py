@@ -27,12 +27,13 @@ from urllib.parse import parse_qs
 
 import pytest
 from flask import Flask
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import scoped_session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from bearerguard import ResourceProtector, TokenCache
 from bearerguard._log import fingerprint, reset_throttle
+from bearerguard.errors import InvalidTokenError, ValidatorUnavailableError
 from bearerguard.sqla import create_bearer_token_validator
 from bearerguard.validators import (
     BearerTokenValidator,
@@ -367,3 +368,149 @@ def test_records_name_tokens_by_fingerprint(world: World, capture: Capture) -> N
 
     messages = [record.getMessage() for record in capture.records.values()]
     assert f"revoked token {fingerprint(token)}" in messages
+
+
+# -- no token in the exception chain of a refusal (an errorhandler logging exc_info) ---------
+
+
+def chain_text(error: BaseException) -> str:
+    """What any tool could print of ``error``: the traceback as ``traceback``
+    prints it, and every exception reachable by __cause__ and __context__
+    (suppressed or not), with its args."""
+    import traceback
+
+    texts = traceback.format_exception(error)
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [error]
+    while todo:
+        exc = todo.pop()
+        if exc is None or id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        texts += [
+            repr(exc),
+            str(exc),
+            repr(exc.args),
+            repr(vars(exc) if hasattr(exc, "__dict__") else ""),
+        ]
+        todo += [exc.__cause__, exc.__context__]
+    return "\n".join(texts)
+
+
+def logging_app(protector: ResourceProtector, errors: list[BaseException]) -> Flask:
+    """A view behind ``protector`` and the ordinary errorhandlers that log with exc_info."""
+    app = Flask(__name__)
+    app.add_url_rule("/r", "r", protector()(lambda: "ok"))
+    log = logging.getLogger("app.errors")
+
+    def handler(error: Any) -> Any:
+        errors.append(error)
+        log.error("refused %s", error.code, exc_info=error)
+        return error
+
+    for status in (401, 503):
+        app.register_error_handler(status, handler)
+    return app
+
+
+def assert_no_token_in_chain(token: str, errors: list[BaseException], capture: Capture) -> None:
+    assert errors
+    for error in errors:
+        assert token not in chain_text(error)
+    logged = [t for t in capture.rendered() if "refused" in t]
+    assert logged and all(token not in text for text in capture.rendered())
+    assert any("Traceback" in text for text in logged), "exc_info was logged"
+
+
+def test_database_failure_503_carries_no_token_in_its_chain(capture: Capture) -> None:
+    """SQLite with the table dropped: SQLAlchemy's error quotes the SQL parameters."""
+    engine = create_engine("sqlite://", poolclass=StaticPool)
+    Base.metadata.create_all(engine)
+    session = scoped_session(sessionmaker(engine))
+    protector = ResourceProtector()
+    protector.register_token_validator(create_bearer_token_validator(session, Token)())
+    errors: list[BaseException] = []
+    app = logging_app(protector, errors)
+    app.teardown_appcontext(lambda _exc: session.remove())
+    token = "chained-db-token-5b8e0f13"
+    Base.metadata.drop_all(engine)
+    try:
+        with pytest.raises(Exception, match=token):  # what the driver's error says
+            session.execute(select(Token).where(Token.access_token == token)).first()
+        session.rollback()
+        with pytest.raises(ValidatorUnavailableError) as caught:  # called directly, too
+            protector.validators[0].validate(token)
+        assert caught.value.__cause__ is None and caught.value.__context__ is None
+        response = app.test_client().get("/r", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 503
+        assert_no_token_in_chain(token, errors, capture)
+    finally:
+        session.remove()
+        engine.dispose()
+
+
+def test_database_cut_off_503_carries_no_token_in_its_chain(capture: Capture) -> None:
+    """PostgreSQL behind a real TCP proxy, cut while the pool holds a connection."""
+    from sqlalchemy.engine import make_url
+
+    from .conftest import PG_URL, pg_schema_url
+    from .servers import TCPProxy
+
+    url = make_url(PG_URL)
+    proxy = TCPProxy(url.host or "127.0.0.1", url.port or 5432)
+    schema_urls = pg_schema_url(PG_URL.replace(f":{url.port or 5432}/", f":{proxy.port}/"))
+    engine = create_engine(next(schema_urls), connect_args={"connect_timeout": 2})
+    session = scoped_session(sessionmaker(engine))
+    try:
+        Base.metadata.create_all(engine)
+        protector = ResourceProtector()
+        protector.register_token_validator(create_bearer_token_validator(session, Token)())
+        errors: list[BaseException] = []
+        app = logging_app(protector, errors)
+        app.teardown_appcontext(lambda _exc: session.remove())
+        token = "chained-pg-token-a41c77e2"
+        assert (
+            app.test_client().get("/r", headers={"Authorization": "Bearer warm-up"}).status_code
+            == 401
+        )
+        proxy.down()
+        response = app.test_client().get("/r", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 503
+        assert_no_token_in_chain(token, errors, capture)
+    finally:
+        session.remove()
+        engine.dispose()
+        proxy.close()
+        next(schema_urls, None)
+
+
+class ChainingHook(BearerTokenValidator):
+    """A ported hook that raises a refusal "from" its backend's error, which quotes the token."""
+
+    def __init__(self, refusal: type[Exception]) -> None:
+        super().__init__()
+        self.refusal = refusal
+
+    def authenticate_token(self, token_string: str) -> Any:
+        try:
+            raise ConnectionError(f"SELECT * FROM token WHERE value = '{token_string}'")
+        except ConnectionError as exc:
+            raise self.refusal() from exc
+
+
+@pytest.mark.parametrize(
+    ("refusal", "status"),
+    [(InvalidTokenError, 401), (ValidatorUnavailableError, 503)],
+    ids=["invalid-token", "unavailable"],
+)
+def test_a_hooks_chained_refusal_goes_out_without_its_chain(
+    capture: Capture, refusal: type[Exception], status: int
+) -> None:
+    protector = ResourceProtector()
+    protector.register_token_validator(ChainingHook(refusal))
+    errors: list[BaseException] = []
+    app = logging_app(protector, errors)
+    token = "chained-hook-token-e93d1a40"
+    response = app.test_client().get("/r", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == status
+    assert_no_token_in_chain(token, errors, capture)

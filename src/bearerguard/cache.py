@@ -252,7 +252,8 @@ class TokenCache:
             error = flight.error
             if isinstance(error, BearerGuardError):
                 raise type(error)(error.description)
-            raise ValidatorUnavailableError() from error
+            # Not "from error": a backend's error may quote the token.
+            raise ValidatorUnavailableError() from None
         assert flight.info is not None
         return flight.info
 

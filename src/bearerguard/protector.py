@@ -378,6 +378,10 @@ class ResourceProtector:
         raise UnknownTokenError()
 
     def _refuse(self, error: BearerGuardError) -> NoReturn:
+        # A refusal goes out with no exception chain: a hook's error raised
+        # "from" a driver's (whose text quotes the SQL parameters, the token
+        # among them) would reach any handler that logs with exc_info.
+        error.__cause__ = error.__context__ = None
         with self._outcomes_lock:
             self._outcomes[error.error or "missing_token"] += 1
         logger.debug("refused: %s %s", error.status_code, error.description)

@@ -69,13 +69,20 @@ class BearerTokenValidator(TokenValidator):
         self.clock = protector.clock
 
     def validate(self, token_string: str) -> TokenInfo:
+        token: Any = None
+        failed = False
         try:
             token = self.authenticate_token(token_string)
         except BearerGuardError:
             raise
         except Exception as exc:
             self.backend_failed(exc)
-            raise ValidatorUnavailableError() from exc
+            failed = True
+        if failed:
+            # Raised outside the handler, so the 503 has no __cause__ and no
+            # __context__: a driver's error quotes the SQL parameters, the
+            # token among them, and a handler logging with exc_info prints both.
+            raise ValidatorUnavailableError()
         if not token:
             raise UnknownTokenError()
         info = describe_token(token)
@@ -103,5 +110,7 @@ class BearerTokenValidator(TokenValidator):
         if callable(rollback):
             try:
                 rollback()
-            except Exception:  # the session may be as broken as its backend
-                logger.debug("rollback after backend failure failed", exc_info=True)
+            except Exception as exc:  # the session may be as broken as its backend
+                # Its type only: with exc_info, the backend's error (the one
+                # being handled, quoting the token) would be logged as context.
+                logger.debug("rollback after backend failure failed (%s)", type(exc).__name__)
