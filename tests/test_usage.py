@@ -6,6 +6,7 @@ the parametrized ``env`` fixture.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -203,3 +204,117 @@ def test_g_does_not_leak_between_requests(env: Env) -> None:
         assert g.get("_bearerguard_token") is not None
     with env.app.test_request_context("/any"):
         assert g.get("_bearerguard_token") is None
+
+
+# -- case-insensitive token columns: a case variant is another, unknown token ---------------
+
+
+def _citext_schema(engine: Any) -> str:
+    """Where the citext extension lives (made here if it is not there yet)."""
+    from sqlalchemy import text
+
+    with engine.begin() as conn:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS citext"))
+        return str(
+            conn.execute(
+                text("SELECT extnamespace::regnamespace FROM pg_extension WHERE extname = 'citext'")
+            ).scalar_one()
+        )
+
+
+@pytest.fixture(params=["sqlite-nocase", "postgresql-citext"])
+def ci_session(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A session on a case-insensitive token column, and its table made."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import scoped_session, sessionmaker
+    from sqlalchemy.pool import StaticPool
+
+    from .conftest import PG_URL
+    from .models import CaseInsensitiveBase
+
+    urls: Iterator[str] | None = None
+    if request.param == "sqlite-nocase":
+        engine = create_engine("sqlite://", poolclass=StaticPool)
+    else:
+        urls = pg_schema_url()
+        url = next(urls)
+        admin = create_engine(PG_URL)
+        extension_schema = _citext_schema(admin)
+        admin.dispose()
+        engine = create_engine(f"{url}%2C{extension_schema}")
+    CaseInsensitiveBase.metadata.create_all(engine)
+    session = scoped_session(sessionmaker(engine))
+    yield session
+    session.remove()
+    engine.dispose()
+    if urls is not None:
+        next(urls, None)
+
+
+def _ci_app(session: Any, style: str) -> tuple[Any, ResourceProtector]:
+    from flask import Flask, jsonify
+
+    from bearerguard import current_token
+    from bearerguard.sqla import create_bearer_token_validator
+    from bearerguard.validators import BearerTokenValidator
+
+    from .models import CaseInsensitiveToken
+
+    class OwnLookup(BearerTokenValidator):
+        """A user's own authenticate_token, as Authlib's docs write it."""
+
+        def authenticate_token(self, token_string: str) -> Any:
+            query = session.query(CaseInsensitiveToken)
+            return query.filter_by(access_token=token_string).first()
+
+    validator = (
+        create_bearer_token_validator(session, CaseInsensitiveToken)()
+        if style == "factory"
+        else OwnLookup()
+    )
+    validator.session = session
+    protector = ResourceProtector()
+    protector.register_token_validator(validator)
+    app = Flask(__name__)
+    app.teardown_appcontext(lambda _exc: session.remove())
+
+    @app.route("/r")
+    @protector("profile")
+    def resource() -> Any:
+        return jsonify(id=current_token.id)
+
+    return app, protector
+
+
+@pytest.mark.parametrize("style", ["factory", "subclass"])
+def test_a_case_variant_of_a_token_is_refused_as_unknown(ci_session: Any, style: str) -> None:
+    from .models import CaseInsensitiveToken
+
+    token = f"tok-AbC-{uuid.uuid4().hex}"
+    variant = token.swapcase()
+    ci_session.add(
+        CaseInsensitiveToken(
+            access_token=token, scope="profile", issued_at=int(time.time()), expires_in=3600
+        )
+    )
+    ci_session.commit()
+    found = ci_session.query(CaseInsensitiveToken).filter_by(access_token=variant).first()
+    assert found is not None, "the column is case-insensitive: the variant finds the row"
+    ci_session.remove()
+    app, protector = _ci_app(ci_session, style)
+    client = app.test_client()
+
+    def status(value: str) -> int:
+        return client.get("/r", headers={"Authorization": f"Bearer {value}"}).status_code
+
+    refused = client.get("/r", headers={"Authorization": f"Bearer {variant}"})
+    assert refused.status_code == 401
+    assert refused.json["error_description"] == "unknown token"
+    assert status(token) == 200
+    variants = {token.upper(), token.lower(), variant, token[:5] + token[5:].upper()}
+    assert all(status(v) == 401 for v in variants)
+    assert protector.cache is not None and len(protector.cache) == 1, "one token, one entry"
+
+    protector.revoke(token)  # the variants must not get round it
+    assert status(token) == 401
+    assert all(status(v) == 401 for v in variants)

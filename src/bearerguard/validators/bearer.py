@@ -7,6 +7,7 @@ import: the hooks ``authenticate_token``, ``request_invalid`` and
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from .._log import logger, throttled
@@ -46,11 +47,16 @@ class BearerTokenValidator(TokenValidator):
     kind = "opaque"
     #: The session cached ORM rows are re-attached to; None: infer it.
     session: Any = None
-    #: The model attribute holding the token string, for ORM-event eviction.
+    #: The model attribute holding the token string: compared with the token
+    #: presented (see :meth:`token_matches`), and the key of ORM-event eviction.
     token_attribute: str = "access_token"
 
     def authenticate_token(self, token_string: str) -> Any:
-        """Return the token for ``token_string``, or None when it is unknown."""
+        """Return the token for ``token_string``, or None when it is unknown.
+
+        A row whose ``token_attribute`` is not exactly ``token_string`` (found
+        through a case-insensitive column) is refused as unknown.
+        """
         raise NotImplementedError
 
     def request_invalid(self, request: Any) -> bool:
@@ -83,7 +89,7 @@ class BearerTokenValidator(TokenValidator):
             # __context__: a driver's error quotes the SQL parameters, the
             # token among them, and a handler logging with exc_info prints both.
             raise ValidatorUnavailableError()
-        if not token:
+        if not token or not self.token_matches(token, token_string):
             raise UnknownTokenError()
         info = describe_token(token)
         if is_expired(info, self.clock()):
@@ -95,6 +101,31 @@ class BearerTokenValidator(TokenValidator):
 
             info = sqla.prepare_cached_row(self, info, getattr(self, "_protector", None))
         return info
+
+    def token_matches(self, token: Any, token_string: str) -> bool:
+        """False when the token found holds another string than the one presented.
+
+        A case-insensitive column (MySQL's default collations, PostgreSQL
+        ``citext``, SQLite ``NOCASE``) finds ``tok-AbC``'s row for ``TOK-aBc``:
+        a variant would slip past ``revoke()`` and ORM eviction (keyed by the
+        exact string) and turn one token into 2^k cache entries. So the
+        ``token_attribute`` of what :meth:`authenticate_token` returns, when it
+        is a string, must equal ``token_string`` exactly (compared in constant
+        time). Override it if that attribute holds something else, a digest say.
+        """
+        stored = getattr(token, self.token_attribute, None)
+        if not isinstance(stored, str):
+            return True  # not a row that says its token (a mapping, an object)
+        if hmac.compare_digest(stored.encode(), token_string.encode()):
+            return True
+        throttled(
+            f"token-mismatch:{type(self).__name__}",
+            "%s found a row whose %s differs from the token presented "
+            "(a case-insensitive column?); refused",
+            type(self).__name__,
+            self.token_attribute,
+        )
+        return False
 
     def backend_failed(self, exc: BaseException) -> None:
         """Log a backend failure (once per interval) and let the backend recover."""
