@@ -15,6 +15,7 @@ from authlib.integrations.sqla_oauth2 import OAuth2TokenMixin
 from flask import Flask, jsonify
 from flask.views import MethodView
 from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.ext.associationproxy import association_proxy
 from sqlalchemy.orm import relationship
 
 from bearerguard import ResourceProtector, current_token
@@ -33,6 +34,16 @@ class User(db.Model):  # type: ignore[name-defined]
         return {"id": self.id, "name": self.name}
 
 
+class Grant(db.Model):  # type: ignore[name-defined]
+    """A role granted to a token, in a table of its own (either token model)."""
+
+    __tablename__ = "bg_grant"
+    id = db.Column(db.Integer, primary_key=True)
+    name = db.Column(db.String(40), nullable=False)
+    seed_token_id = db.Column(db.ForeignKey("bg_seed_token.id"))
+    mixin_token_id = db.Column(db.ForeignKey("bg_mixin_token.id"))
+
+
 class SeedToken(db.Model):  # type: ignore[name-defined]
     """The seed-era model: a ``revoked`` flag, expiry from issued_at + expires_in."""
 
@@ -45,6 +56,9 @@ class SeedToken(db.Model):  # type: ignore[name-defined]
     expires_in = db.Column(db.Integer, nullable=False, default=0)
     user_id = db.Column(db.ForeignKey(User.id))
     user = relationship(User)
+    #: Lazy relationships named like RFC 9068's claims: objects, and their names.
+    groups = relationship(Grant, foreign_keys=[Grant.seed_token_id])
+    roles = association_proxy("groups", "name")
 
     def get_scope(self) -> str:
         return self.scope  # type: ignore[no-any-return]
@@ -60,6 +74,8 @@ class MixinToken(db.Model, OAuth2TokenMixin):  # type: ignore[name-defined,misc]
     id = db.Column(db.Integer, primary_key=True)
     user_id = db.Column(db.ForeignKey(User.id))
     user = relationship(User)
+    groups = relationship(Grant, foreign_keys=[Grant.mixin_token_id])
+    roles = association_proxy("groups", "name")
 
 
 MODELS = {"seed": SeedToken, "mixin": MixinToken}
@@ -96,6 +112,7 @@ class Env:
         expires_in: int = 3600,
         revoked: bool = False,
         user: str = "alice",
+        roles: tuple[str, ...] = (),
     ) -> str:
         with self.app.app_context():
             owner = db.session.execute(db.select(User).filter_by(name=user)).scalar_one_or_none()
@@ -103,6 +120,7 @@ class Env:
                 owner = User(name=user)
                 db.session.add(owner)
             token = self.Token(access_token=value, scope=scope, user=owner)
+            token.groups = [Grant(name=role) for role in roles]
             token.issued_at, token.expires_in = int(time.time()), expires_in
             if revoked:
                 self.set_revoked(token)
@@ -191,6 +209,16 @@ def build(database_url: str, model: str, style: str, **protector_options: Any) -
     @app.route("/list")
     @require_oauth(["profile email", "admin"])
     def listed() -> Any:
+        return jsonify(ok=True)
+
+    @app.route("/roles")
+    @require_oauth(roles=["admin", "ops"])
+    def roles() -> Any:
+        return jsonify(roles=sorted(current_token.roles))
+
+    @app.route("/groups")
+    @require_oauth(groups="admin")
+    def groups() -> Any:
         return jsonify(ok=True)
 
     @app.route("/acquire")

@@ -423,6 +423,23 @@ def test_backend_failure_is_503_and_not_cached() -> None:
     assert client.get("/r", headers=headers).status_code == 200
 
 
+def test_a_hook_after_the_lookup_that_raises_is_503() -> None:
+    """token_revoked (or get_scope, is_expired, reading roles) failing is an outage, not a 500."""
+
+    class BrokenRevocationCheck(DictValidator):
+        def token_revoked(self, token: Any) -> bool:
+            raise ConnectionError("revocation table unreachable")
+
+    validator = BrokenRevocationCheck({GOOD: {"scope": "profile", "exp": time.time() + 60}})
+    require_oauth = ResourceProtector()
+    require_oauth.register_token_validator(validator)
+    app = Flask(__name__)
+    app.add_url_rule("/r", "r", require_oauth()(lambda: "ok"))
+    response = app.test_client().get("/r", headers={"Authorization": f"Bearer {GOOD}"})
+    assert response.status_code == 503
+    assert response.json["error"] == "temporarily_unavailable"
+
+
 def test_errorhandler_can_customize_refusals() -> None:
     app, _, _ = make_app()
 

@@ -318,3 +318,36 @@ def test_a_case_variant_of_a_token_is_refused_as_unknown(ci_session: Any, style:
     protector.revoke(token)  # the variants must not get round it
     assert status(token) == 401
     assert all(status(v) == 401 for v in variants)
+
+
+# -- roles=/groups= on a model with lazy relationships of those names ---------------------
+
+
+def test_roles_from_a_lazy_relationship_decide_on_miss_and_hit(env: Env) -> None:
+    """``roles`` is an association proxy over a lazy relationship: strings."""
+    admin = env.issue("tok-roles-admin", roles=("admin", "reader"))
+    reader = env.issue("tok-roles-reader", roles=("reader",))
+    for _ in range(2):  # the cache miss, then the cache hit
+        response = env.get("/roles", admin)
+        assert response.status_code == 200
+        assert response.json == {"roles": ["admin", "reader"]}
+        refused = env.get("/roles", reader)
+        assert refused.status_code == 403
+        assert refused.json == {
+            "error": "insufficient_scope",
+            "error_description": "token lacks a required roles value",
+        }
+        with env.app.app_context():
+            db.session.remove()
+    assert env.calls == [admin, reader]
+
+
+def test_groups_as_related_objects_are_a_clear_403(env: Env) -> None:
+    """``groups`` is a relationship to rows, not strings: no value can match."""
+    token = env.issue("tok-groups", roles=("admin",))
+    for _ in range(2):
+        response = env.get("/groups", token)
+        assert response.status_code == 403
+        assert response.json["error"] == "insufficient_scope"
+        assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
+    assert env.calls == [token]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 import weakref
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from sqlalchemy import event, select
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ._log import logger
+from ._requirements import AUTHORIZATION_CLAIMS
 from .validators.base import TokenInfo
 from .validators.bearer import BearerTokenValidator
 
@@ -63,6 +66,9 @@ def prepare_cached_row(
     not loaded, like a lazy relationship.
     """
     row = info.token
+    claims = _authorization_claims(row)
+    if claims is not None:
+        info = dataclasses.replace(info, claims=claims)
     session = validator.session
     if session is None:
         extension = getattr(type(row), "__fsa__", None)  # a Flask-SQLAlchemy model
@@ -76,6 +82,30 @@ def prepare_cached_row(
         return session.merge(copy, load=False)
 
     return dataclasses.replace(info, token=_detached_copy(row), reattach=reattach)
+
+
+def _authorization_claims(row: Any) -> Mapping[str, tuple[str, ...]] | None:
+    """The row's ``groups``/``roles``/``entitlements`` as strings, read now.
+
+    Read from the live row at validation: on the cached copy (detached), a
+    lazy relationship or association proxy of that name raises
+    DetachedInstanceError, and a ``roles=`` view answered 500. Values that
+    are not strings (related objects) count for nothing, as in a JWT.
+    """
+    model = type(row)
+    names = [name for name in AUTHORIZATION_CLAIMS if hasattr(model, name)]
+    if not names:
+        return None
+    claims: dict[str, tuple[str, ...]] = {}
+    for name in names:
+        value = getattr(row, name)
+        if isinstance(value, str):
+            claims[name] = tuple(value.split())
+        elif isinstance(value, Iterable):
+            claims[name] = tuple(v for v in value if isinstance(v, str))
+        else:
+            claims[name] = ()
+    return MappingProxyType(claims)
 
 
 def _detached_copy(row: Any) -> Any:

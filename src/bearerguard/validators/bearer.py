@@ -75,20 +75,19 @@ class BearerTokenValidator(TokenValidator):
         self.clock = protector.clock
 
     def validate(self, token_string: str) -> TokenInfo:
-        token: Any = None
-        failed = False
         try:
-            token = self.authenticate_token(token_string)
+            return self._lookup(token_string)
         except BearerGuardError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # the database, or a hook of the user's
             self.backend_failed(exc)
-            failed = True
-        if failed:
-            # Raised outside the handler, so the 503 has no __cause__ and no
-            # __context__: a driver's error quotes the SQL parameters, the
-            # token among them, and a handler logging with exc_info prints both.
-            raise ValidatorUnavailableError()
+        # Raised outside the handler, so the 503 has no __cause__ and no
+        # __context__: a driver's error quotes the SQL parameters, the token
+        # among them, and a handler logging with exc_info prints both.
+        raise ValidatorUnavailableError()
+
+    def _lookup(self, token_string: str) -> TokenInfo:
+        token = self.authenticate_token(token_string)
         if not token or not self.token_matches(token, token_string):
             raise UnknownTokenError()
         info = describe_token(token)
