@@ -121,6 +121,8 @@ class Env:
                 db.session.add(owner)
             token = self.Token(access_token=value, scope=scope, user=owner)
             token.groups = [Grant(name=role) for role in roles]
+            if hasattr(self.Token, "refresh_token"):
+                token.refresh_token = f"refresh-{value}"
             token.issued_at, token.expires_in = int(time.time()), expires_in
             if revoked:
                 self.set_revoked(token)
@@ -210,6 +212,21 @@ def build(database_url: str, model: str, style: str, **protector_options: Any) -
     @require_oauth(["profile email", "admin"])
     def listed() -> Any:
         return jsonify(ok=True)
+
+    @app.route("/columns")
+    @require_oauth()
+    def columns() -> Any:
+        return jsonify(
+            access_token=current_token.access_token,
+            refresh_token=getattr(current_token, "refresh_token", None),
+        )
+
+    @app.route("/logout", methods=["POST"])
+    @require_oauth()
+    def logout() -> Any:
+        db.session.delete(require_oauth.acquire_token())
+        db.session.commit()
+        return "", 204
 
     @app.route("/roles")
     @require_oauth(roles=["admin", "ops"])

@@ -351,3 +351,46 @@ def test_groups_as_related_objects_are_a_clear_403(env: Env) -> None:
         assert response.json["error"] == "insufficient_scope"
         assert 'error="insufficient_scope"' in response.headers["WWW-Authenticate"]
     assert env.calls == [token]
+
+
+# -- the cache holds no raw token for ORM rows ----------------------------------------------
+
+
+def test_the_cached_row_holds_no_raw_token(env: Env) -> None:
+    from sqlalchemy import inspect as sa_inspect
+
+    from bearerguard._credentials import digest
+
+    token = env.issue("tok-cached-secret-7f1e")
+    refresh = f"refresh-{token}"
+    assert env.get("/any", token).status_code == 200
+    assert env.require_oauth.cache is not None
+    cached = env.require_oauth.cache._index[digest(token)].info.token
+    state = sa_inspect(cached)
+    assert state.detached
+    assert "access_token" not in state.dict and "refresh_token" not in state.dict
+    held = repr(vars(cached)) + repr(state.dict) + repr(state.committed_state)
+    assert token not in held and refresh not in held
+    assert state.dict["scope"] == "profile email", "the other columns are kept"
+
+
+def test_a_view_reads_the_token_columns_on_a_cache_hit(env: Env) -> None:
+    token = env.issue("tok-read-columns")
+    expected_refresh = f"refresh-{token}" if hasattr(env.Token, "refresh_token") else None
+    for _ in range(3):  # the miss, then hits
+        response = env.get("/columns", token)
+        assert response.status_code == 200
+        assert response.json == {"access_token": token, "refresh_token": expected_refresh}
+    assert env.calls == [token]
+
+
+def test_a_view_that_deletes_its_token_on_a_cache_hit_evicts_it(env: Env) -> None:
+    """Logout: the deleted row's token, not in the cached copy, is read for eviction."""
+    token = env.issue("tok-logout")
+    assert env.get("/any", token).status_code == 200  # cached now
+    client = env.app.test_client()
+    response = client.post("/logout", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 204
+    refused = env.get("/any", token)
+    assert refused.status_code == 401
+    assert refused.json["error_description"] == "unknown token"

@@ -271,7 +271,10 @@ class ResourceProtector:
         setattr(current, _G_REATTACH, info.reattach)
         self._accepted.bump()
         if token_authenticated.receivers:
-            token_authenticated.send(self, token=info.token)
+            # A cached ORM row is a detached copy without its token columns:
+            # receivers get current_token, which re-attaches it as they read.
+            token = info.token if info.reattach is None else current_token
+            token_authenticated.send(self, token=token)
 
     def _cached(self) -> TokenInfo | None:
         """The common request, answered from the cache: a plain ``Bearer <token>``

@@ -29,6 +29,8 @@ from .validators.bearer import BearerTokenValidator
 __all__ = ["create_bearer_token_validator"]
 
 _PENDING = "bearerguard_evict"
+#: Columns never copied into the cache (Authlib's OAuth2TokenMixin names).
+_TOKEN_COLUMNS = ("access_token", "refresh_token")
 
 
 def create_bearer_token_validator(session: Any, token_model: type) -> type[BearerTokenValidator]:
@@ -81,7 +83,8 @@ def prepare_cached_row(
     def reattach(copy: Any) -> Any:
         return session.merge(copy, load=False)
 
-    return dataclasses.replace(info, token=_detached_copy(row), reattach=reattach)
+    secrets = {validator.token_attribute, *_TOKEN_COLUMNS}
+    return dataclasses.replace(info, token=_detached_copy(row, secrets), reattach=reattach)
 
 
 def _authorization_claims(row: Any) -> Mapping[str, tuple[str, ...]] | None:
@@ -108,13 +111,16 @@ def _authorization_claims(row: Any) -> Mapping[str, tuple[str, ...]] | None:
     return MappingProxyType(claims)
 
 
-def _detached_copy(row: Any) -> Any:
+def _detached_copy(row: Any, secrets: set[str]) -> Any:
     state = sa_inspect(row)
     mapper = state.mapper
     copy = mapper.class_manager.new_instance()
     loaded = state.dict
     for prop in mapper.column_attrs:
-        if prop.key in loaded:
+        # The token columns stay out: the cache holds digests, never a raw
+        # token. Unloaded, a read of one goes through current_token's
+        # re-attach and comes from the database.
+        if prop.key in loaded and prop.key not in secrets:
             set_committed_value(copy, prop.key, loaded[prop.key])
     make_transient_to_detached(copy)
     return copy
@@ -131,7 +137,8 @@ def _watch(model: type, protector: Any, attribute: str) -> None:
         if model not in _watched:
             _watched[model] = (attribute, weakref.WeakSet())
             event.listen(model, "after_update", _row_changed)
-            event.listen(model, "after_delete", _row_changed)
+            # Before: the row must still be there if its token is read (below).
+            event.listen(model, "before_delete", _row_changed)
             if not event.contains(Session, "after_commit", _after_commit):
                 event.listen(Session, "after_commit", _after_commit)
                 event.listen(Session, "after_rollback", _after_rollback)
@@ -144,11 +151,18 @@ def _evict(model: type, token: str) -> None:
         protector.evict(token)
 
 
-def _row_changed(_mapper: Any, _connection: Any, target: Any) -> None:
+def _row_changed(_mapper: Any, connection: Any, target: Any) -> None:
     model = type(target)
     if model not in _watched:
         return
-    token = getattr(target, _watched[model][0], None)
+    attribute = _watched[model][0]
+    state = sa_inspect(target)
+    if attribute in state.dict:
+        token = state.dict[attribute]
+    else:
+        # A re-attached cached copy, whose token column was never copied: not
+        # getattr, which would load it through the session in mid-flush.
+        token = _stored_token(connection, state, attribute)
     if not isinstance(token, str):
         return
     _evict(model, token)
@@ -157,6 +171,17 @@ def _row_changed(_mapper: Any, _connection: Any, target: Any) -> None:
     session = Session.object_session(target)
     if session is not None:
         session.info.setdefault(_PENDING, set()).add((model, token))
+
+
+def _stored_token(connection: Any, state: Any, attribute: str) -> Any:
+    """The row's token as stored, read on the flush's own connection."""
+    mapper = state.mapper
+    prop = mapper.get_property(attribute)
+    if state.identity is None or not hasattr(prop, "columns"):
+        return None
+    keys = zip(mapper.primary_key, state.identity, strict=True)
+    query = select(prop.columns[0]).where(*(column == value for column, value in keys))
+    return connection.execute(query).scalar()
 
 
 def _after_commit(session: Session) -> None:
