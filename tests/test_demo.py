@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,180 @@ def test_demo_prints_working_curl_lines(tmp_path: Path) -> None:
     lines = [demo._curl(base, p, t) for _, p, t, _ in demo._expectations("jwt")]
     assert 'curl -i -H "Authorization: Bearer demo-good" http://127.0.0.1:5000/user' in lines
     assert "curl -i http://127.0.0.1:5000/user" in lines
+
+
+# -- where the key and database live; the admin token ------------------------------------
+
+
+def _private_env(tmp_path: Path) -> dict[str, str]:
+    """The demo on its defaults, its private directory under a runtime dir of ours."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BEARERGUARD_DEMO_")}
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env["XDG_RUNTIME_DIR"] = str(runtime)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _mint(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    script = Path(sys.executable).parent / "bearerguard"
+    return subprocess.run(
+        [str(script), "mint"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_key_and_database_are_in_a_private_directory_found_again_by_mint(tmp_path: Path) -> None:
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    env = _private_env(tmp_path)
+    first, second = _mint(env), _mint(env)
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    home = tmp_path / "run" / "bearerguard-demo"
+    key_file = home / "demo-key.pem"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    public = serialization.load_pem_private_key(key_file.read_bytes(), None).public_key()
+    for token in (first.stdout.strip(), second.stdout.strip()):  # one key for both runs
+        jwt.decode(token, public, algorithms=["RS256"], audience="bearerguard-demo")
+
+    subprocess.run(
+        [sys.executable, "-c", "from bearerguard.demo import create_app; create_app()"],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    assert (home / "demo.db").exists(), "the default database is there too"
+    assert not any(p.name.startswith("bearerguard-demo") for p in tmp_path.glob("*"))
+
+
+PLANTED = [
+    "world-writable-dir",
+    "group-writable-dir",
+    "symlinked-dir",
+    "readable-key",
+    "others-key",
+]
+
+
+@pytest.mark.parametrize("planted", PLANTED)
+def test_a_planted_directory_or_key_is_refused(tmp_path: Path, planted: str) -> None:
+    """Whoever can put the key there mints admin tokens: refuse, never use it."""
+    env = _private_env(tmp_path)
+    home = tmp_path / "run" / "bearerguard-demo"
+    if planted == "symlinked-dir":
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir(mode=0o700)
+        home.symlink_to(elsewhere)
+    else:
+        home.mkdir(mode=0o700)
+    if planted.endswith("-dir") and planted != "symlinked-dir":
+        home.chmod(0o777 if planted.startswith("world") else 0o770)
+    if planted.endswith("-key"):
+        assert _mint(env).returncode == 0  # made by us, as it should be
+        key_file = home / "demo-key.pem"
+        if planted == "readable-key":
+            key_file.chmod(0o644)
+        else:
+            if os.geteuid() != 0:
+                pytest.skip("only root can give a file to another user")
+            os.chown(key_file, 65534, 65534)
+    result = _mint(env)
+    assert result.returncode != 0
+    assert "refusing" in result.stderr
+    assert not result.stdout.strip(), "no token minted"
+
+
+def _start(env: dict[str, str], port: int) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bearerguard.demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _printed(process: subprocess.Popen[str]) -> tuple[str, list[str]]:
+    """The admin token the demo printed, and the lines up to it."""
+    assert process.stdout is not None
+    lines: list[str] = []
+    while not any("/admin/stats" in line for line in lines):
+        line = process.stdout.readline()
+        assert line, f"the demo stopped: {lines}"
+        lines.append(line.rstrip("\n"))
+    curl = next(line for line in lines if "/admin/stats" in line)
+    token = curl.split("Authorization: Bearer ", 1)[1].split('"', 1)[0]
+    return token, lines
+
+
+def _status(port: int, path: str, token: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+    request.add_header("Authorization", f"Bearer {token}")
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+        except OSError:  # not listening yet
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
+def test_each_start_prints_a_new_admin_token_and_the_old_one_stops(tmp_path: Path) -> None:
+    import socket
+
+    env = _private_env(tmp_path)
+    tokens = []
+    for _ in range(2):
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+        probe.close()
+        process = _start(env, port)
+        try:
+            token, lines = _printed(process)
+            assert len(token) >= 32 and token != "demo-admin"
+            assert _status(port, "/admin/stats", token) == 200
+            assert _status(port, "/admin/stats", "demo-admin") == 401
+            for earlier in tokens:
+                assert _status(port, "/admin/stats", earlier) == 401
+            assert f'curl -i -H "Authorization: Bearer demo-good" http://127.0.0.1:{port}/user' in [
+                line.strip() for line in lines
+            ]
+        finally:
+            process.terminate()
+            process.wait(10)
+            assert process.stdout is not None
+            process.stdout.close()
+        tokens.append(token)
+    assert tokens[0] != tokens[1]
+
+
+def test_seeded_tokens_live_a_day_not_ten_years(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, select
+    from sqlalchemy.orm import Session
+
+    from bearerguard import demo
+
+    url = f"sqlite:///{tmp_path / 'demo.db'}"
+    env = _private_env(tmp_path)
+    subprocess.run(
+        [sys.executable, "-c", f"from bearerguard.demo import create_app; create_app({url!r})"],
+        env=env,
+        check=True,
+        timeout=60,
+        capture_output=True,
+    )
+    engine = create_engine(url)
+    with Session(engine) as session:
+        lifetimes = {t.access_token: t.expires_in for t in session.scalars(select(demo.Token))}
+    engine.dispose()
+    assert set(demo.SEED_TOKENS) <= set(lifetimes) and "demo-admin" not in lifetimes
+    assert set(lifetimes.values()) == {24 * 3600}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -32,7 +33,8 @@ import redis
 pytestmark = pytest.mark.services
 
 WORKERS = 4
-ADMIN = "demo-admin"
+#: The demo's admin token is random per start; the test names one for all workers.
+ADMIN = secrets.token_urlsafe(16)
 
 
 def _free_port() -> int:
@@ -103,6 +105,7 @@ def gunicorn(tmp_path: Path, redis_url: str, *, preload: bool) -> Iterator[Gunic
         BEARERGUARD_REDIS_URL=redis_url,
         BEARERGUARD_DEMO_TOKENS="4",
         BEARERGUARD_DEMO_KEY=str(tmp_path / "demo-key.pem"),
+        BEARERGUARD_DEMO_ADMIN_TOKEN=ADMIN,
     )
     # Seed the database once, so that workers booting side by side do not race.
     subprocess.run(

@@ -5,10 +5,20 @@ the in-process cache, and a built-in issuer whose RS256 key signs JWT access
 tokens. ``--check`` starts it, makes the printed requests over real HTTP and
 exits 0 only if every answer is the expected one.
 
-Also a factory for real servers: ``gunicorn 'bearerguard.demo:create_app()'``,
-configured by the environment:
+The key and the SQLite file live in a directory only the current user can
+use (``$XDG_RUNTIME_DIR/bearerguard-demo``, else ``bearerguard-demo-<uid>`` in
+the temp dir, mode 0700); bearerguard refuses a directory or key that another
+user owns or can write, since whoever plants the key mints admin tokens. The
+admin token is random, made afresh by each ``make demo`` and printed.
 
-* ``BEARERGUARD_DEMO_DB`` — SQLAlchemy URL (default: a SQLite file in the temp dir);
+``create_app()`` also runs under a WSGI server, to try workers and Redis:
+``gunicorn 'bearerguard.demo:create_app()'``. It is a demo, never a server
+for real users: its seeded tokens are publicly known strings. Configured by
+the environment:
+
+* ``BEARERGUARD_DEMO_DB`` — SQLAlchemy URL (default: a SQLite file in the private directory);
+* ``BEARERGUARD_DEMO_KEY`` — the issuer's key file (default: in the private directory);
+* ``BEARERGUARD_DEMO_ADMIN_TOKEN`` — the admin token (default: a random one, printed);
 * ``BEARERGUARD_REDIS_URL`` — share revocations through Redis;
 * ``BEARERGUARD_DEMO_TOKENS`` — also seed ``load-0000`` ... tokens (scope "profile email").
 """
@@ -16,8 +26,11 @@ configured by the environment:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import secrets
+import stat
 import sys
 import tempfile
 import threading
@@ -50,12 +63,14 @@ ISSUER = "http://127.0.0.1:5000"
 AUDIENCE = "bearerguard-demo"
 KID = "demo-1"
 SEED_TOKENS = {
-    # token: (user, scope, revoked)
+    # token: (user, scope, revoked); the admin token is random (see _admin_token)
     "demo-good": ("alice", "profile email", False),
     "demo-noscope": ("alice", "email", False),
     "demo-revoked": ("bob", "profile email", True),
-    "demo-admin": ("bob", "admin", False),
 }
+ADMIN_USER, ADMIN_SCOPE = "bob", "admin"
+#: How long a seeded token lives; each start renews those past half of it.
+TOKEN_LIFETIME = 24 * 3600
 
 
 class Base(DeclarativeBase):
@@ -80,19 +95,53 @@ class Token(Base, OAuth2TokenMixin):  # type: ignore[misc]
     user: Mapped[User] = relationship(User)
 
 
+def _check_private(path: str, *, directory: bool, st: os.stat_result | None = None) -> None:
+    """Refuse ``path`` unless it is this user's own and no one else can write it.
+
+    A key file must not be readable by others either. Symbolic links are
+    refused: one in a shared temp dir could point anywhere.
+    """
+    if not hasattr(os, "getuid"):  # Windows: the temp dir is the user's own
+        return
+    st = st or os.lstat(path)
+    kind = stat.S_ISDIR if directory else stat.S_ISREG
+    others = 0o022 if directory else 0o077
+    if not kind(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & others:
+        raise PermissionError(
+            f"refusing {path}: not a {'directory' if directory else 'file'} of this user's "
+            f"that only they can {'write' if directory else 'read and write'} "
+            f"(mode {stat.filemode(st.st_mode)}, uid {st.st_uid}); remove it, or set "
+            "BEARERGUARD_DEMO_KEY / BEARERGUARD_DEMO_DB"
+        )
+
+
+def private_dir() -> str:
+    """The demo's directory, made 0700 if need be: only this user can use it."""
+    if not hasattr(os, "getuid"):
+        return tempfile.gettempdir()
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime):
+        path = os.path.join(runtime, "bearerguard-demo")
+    else:
+        path = os.path.join(tempfile.gettempdir(), f"bearerguard-demo-{os.getuid()}")
+    with contextlib.suppress(FileExistsError):  # then it is checked like any other
+        os.mkdir(path, 0o700)
+    _check_private(path, directory=True)
+    return path
+
+
 def _demo_key() -> rsa.RSAPrivateKey:
-    """The built-in issuer's key: made once per machine, shared by every worker."""
-    path = os.environ.get("BEARERGUARD_DEMO_KEY") or os.path.join(
-        tempfile.gettempdir(), "bearerguard-demo-key.pem"
-    )
-    if not os.path.exists(path):
+    """The built-in issuer's key: made once per user, shared by every worker
+    and by later ``bearerguard mint`` runs."""
+    path = os.environ.get("BEARERGUARD_DEMO_KEY") or os.path.join(private_dir(), "demo-key.pem")
+    if not os.path.lexists(path):
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path))
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".")  # mode 0600
         with os.fdopen(fd, "wb") as f:
             f.write(pem)
         try:
@@ -101,7 +150,9 @@ def _demo_key() -> rsa.RSAPrivateKey:
             pass
         finally:
             os.unlink(tmp)
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, "rb") as f:
+        _check_private(path, directory=False, st=os.fstat(f.fileno()))
         loaded = serialization.load_pem_private_key(f.read(), password=None)
     assert isinstance(loaded, rsa.RSAPrivateKey)
     return loaded
@@ -131,26 +182,65 @@ def mint(scope: str = "profile email", expires_in: int = 600, subject: str = "al
     return jwt.encode(claims, _demo_key(), algorithm="RS256", headers=headers)
 
 
-def _seed(factory: sessionmaker[Any], extra_tokens: int) -> None:
+def _issue(session: Any, value: str, user: User, scope: str, revoked: bool, now: int) -> None:
+    """Make the token ``value``, or renew it once past half its lifetime."""
+    token = session.execute(select(Token).filter_by(access_token=value)).scalar_one_or_none()
+    if token is not None and token.issued_at + token.expires_in > now + TOKEN_LIFETIME // 2:
+        return
+    if token is None:
+        token = Token(access_token=value)
+        session.add(token)
+    token.user, token.scope = user, scope
+    token.issued_at, token.expires_in = now, TOKEN_LIFETIME
+    token.access_token_revoked_at = now if revoked else 0
+
+
+def _admin_token(session: Any, wanted: str | None, user: User, now: int) -> str:
+    """The admin token: ``wanted`` (every other one is deleted), else a live
+    one already seeded (the workers of one server agree), else a new one."""
+    admins = session.execute(select(Token).filter_by(scope=ADMIN_SCOPE)).scalars().all()
+    if wanted is None:
+        # Not one of an older demo's 10-year tokens (a known string, "demo-admin").
+        live = [
+            t
+            for t in admins
+            if t.expires_in <= TOKEN_LIFETIME
+            and t.issued_at + t.expires_in > now + TOKEN_LIFETIME // 2
+        ]
+        if live:
+            return str(live[0].access_token)
+        wanted = secrets.token_urlsafe(24)
+        print(f"bearerguard demo: admin token {wanted}", file=sys.stderr)
+    for token in admins:
+        if token.access_token != wanted:
+            session.delete(token)
+    _issue(session, wanted, user, ADMIN_SCOPE, False, now)
+    return wanted
+
+
+def _seed(factory: sessionmaker[Any], extra_tokens: int, admin: str | None) -> str:
+    """Seed (or renew) the demo tokens; return the admin token."""
+    try:
+        return _seed_once(factory, extra_tokens, admin)
+    except IntegrityError:  # another worker seeded at the same moment: read theirs
+        return _seed_once(factory, extra_tokens, admin)
+
+
+def _seed_once(factory: sessionmaker[Any], extra_tokens: int, admin: str | None) -> str:
     with factory() as session:
-        if session.execute(select(User).limit(1)).first() is not None:
-            return
-        users = {name: User(name=name) for name in ("alice", "bob")}
-        session.add_all(users.values())
+        users = {u.name: u for u in session.execute(select(User)).scalars()}
+        for name in ("alice", "bob"):
+            if name not in users:
+                users[name] = User(name=name)
+                session.add(users[name])
         now = int(time.time())
         for value, (user, scope, revoked) in SEED_TOKENS.items():
-            token = Token(access_token=value, scope=scope, user=users[user])
-            token.issued_at, token.expires_in = now, 10 * 365 * 86400
-            token.access_token_revoked_at = now if revoked else 0
-            session.add(token)
+            _issue(session, value, users[user], scope, revoked, now)
         for i in range(extra_tokens):
-            load = Token(access_token=f"load-{i:04d}", scope="profile email", user=users["alice"])
-            load.issued_at, load.expires_in = now, 10 * 365 * 86400
-            session.add(load)
-        try:
-            session.commit()
-        except IntegrityError:  # another worker seeded it first
-            session.rollback()
+            _issue(session, f"load-{i:04d}", users["alice"], "profile email", False, now)
+        admin_token = _admin_token(session, admin, users[ADMIN_USER], now)
+        session.commit()
+    return admin_token
 
 
 def create_app(
@@ -158,13 +248,19 @@ def create_app(
     *,
     redis_url: str | None = None,
     extra_tokens: int | None = None,
+    admin_token: str | None = None,
 ) -> Flask:
-    """The demo resource server; arguments default to the environment."""
+    """The demo resource server; arguments default to the environment.
+
+    A demo only: never serve real users with it (its seeded tokens are
+    public). ``app.config["DEMO_ADMIN_TOKEN"]`` is the admin token in effect.
+    """
     database_url = (
         database_url
         or os.environ.get("BEARERGUARD_DEMO_DB")
-        or ("sqlite:///" + os.path.join(tempfile.gettempdir(), "bearerguard-demo.db"))
+        or ("sqlite:///" + os.path.join(private_dir(), "demo.db"))
     )
+    admin_token = admin_token or os.environ.get("BEARERGUARD_DEMO_ADMIN_TOKEN") or None
     redis_url = redis_url or os.environ.get("BEARERGUARD_REDIS_URL") or None
     if extra_tokens is None:
         extra_tokens = int(os.environ.get("BEARERGUARD_DEMO_TOKENS") or 0)
@@ -177,7 +273,7 @@ def create_app(
         # created the tables between our check and our CREATE TABLE.
         Base.metadata.create_all(engine)
     factory = sessionmaker(engine)
-    _seed(factory, extra_tokens)
+    admin_token = _seed(factory, extra_tokens, admin_token)
     session = scoped_session(factory)
 
     revocations = None
@@ -193,6 +289,7 @@ def create_app(
 
     app = Flask("bearerguard.demo")
     app.extensions["bearerguard"] = require_oauth
+    app.config["DEMO_ADMIN_TOKEN"] = admin_token
 
     @app.teardown_appcontext
     def _remove_session(_exc: BaseException | None) -> None:
@@ -239,8 +336,10 @@ def create_app(
     return app
 
 
-def _expectations(jwt_token: str) -> list[tuple[str, str, str | None, int]]:
-    return [
+def _expectations(
+    jwt_token: str, admin_token: str | None = None
+) -> list[tuple[str, str, str | None, int]]:
+    cases = [
         ("a working token", "/user", "demo-good", 200),
         ("a token lacking the scope", "/user", "demo-noscope", 403),
         ("a revoked token", "/user", "demo-revoked", 401),
@@ -248,6 +347,9 @@ def _expectations(jwt_token: str) -> list[tuple[str, str, str | None, int]]:
         ("an unknown token", "/user", "no-such-token", 401),
         ("a JWT from the built-in issuer", "/jwt/user", jwt_token, 200),
     ]
+    if admin_token is not None:
+        cases.append(("this start's admin token", "/admin/stats", admin_token, 200))
+    return cases
 
 
 def _curl(base: str, path: str, token: str | None) -> str:
@@ -274,7 +376,7 @@ def _check(app: Flask, host: str, port: int) -> int:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     failures = 0
     try:
-        for what, path, token, expected in _expectations(mint()):
+        for what, path, token, expected in _expectations(mint(), app.config["DEMO_ADMIN_TOKEN"]):
             status = _status(base + path, token)
             ok = status == expected
             failures += not ok
@@ -289,16 +391,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bearerguard demo", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
-    parser.add_argument("--db", help="SQLAlchemy URL (default: SQLite in the temp dir)")
+    parser.add_argument("--db", help="SQLAlchemy URL (default: SQLite in a private directory)")
     parser.add_argument("--redis", help="share revocations through this Redis URL")
     parser.add_argument("--check", action="store_true", help="self-test over real HTTP, then exit")
     args = parser.parse_args(argv)
-    app = create_app(args.db, redis_url=args.redis)
+    # A new admin token each start (unless the environment names one): the
+    # one of an earlier start stops working.
+    admin = os.environ.get("BEARERGUARD_DEMO_ADMIN_TOKEN") or secrets.token_urlsafe(24)
+    app = create_app(args.db, redis_url=args.redis, admin_token=admin)
     if args.check:
         return _check(app, args.host, 0)
     base = f"http://{args.host}:{args.port}"
     print(f"bearerguard demo resource server on {base}\nTry:")
-    for what, path, token, expected in _expectations(mint()):
+    for what, path, token, expected in _expectations(mint(), admin):
         print(f"  # {what} -> {expected}\n  {_curl(base, path, token)}")
     app.run(host=args.host, port=args.port, threaded=True)
     return 0
