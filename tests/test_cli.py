@@ -256,3 +256,80 @@ def test_no_colour_wins_on_request(env: dict[str, str], jwks_file: Path) -> None
     assert "\033[" not in result.stdout
     coloured = run(env, "verify", token, *VERIFY, "--jwks", str(jwks_file), "--colour")
     assert "\033[1;31m" in coloured.stdout
+
+
+# -- token-derived text reaches the terminal escaped ------------------------------------
+
+#: Clear the screen, home the cursor, draw a green VALID; a C1 CSI; a bidi override.
+INJECTED = "\x1b[2J\x1b[H\x1b[32mVALID\x1b[0m \x9b2J \u202e"
+UNPRINTABLE = ("\x1b", "\x9b", "\u202e")
+
+
+def _in_process(*argv: str) -> str:
+    import io
+
+    from bearerguard import cli
+
+    out = io.StringIO()
+    cli.main(list(argv), out=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def hostile(tmp_path: Path) -> tuple[list[str], Path]:
+    """Tokens whose scope and alg carry terminal escapes, and the JWKS file that checks them."""
+    from .jwtkit import AUDIENCE, ISSUER, cached_keypair, forge, jwks, make_token
+
+    key = cached_keypair("ES256", "cli-escape")
+    path = tmp_path / "hostile-jwks.json"
+    path.write_text(json.dumps(jwks(key)))
+    scoped = make_token(key, scope=f"profile {INJECTED}")
+    bad_alg = forge(
+        {"alg": f"RS256{INJECTED}", "kid": f"k{INJECTED}"},
+        {"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 60, "scope": INJECTED},
+        b"sig",
+    )
+    return [scoped, bad_alg], path
+
+
+@pytest.mark.parametrize("colour", ["--no-colour", "--colour"])
+def test_verify_and_inspect_escape_what_the_token_says(
+    hostile: tuple[list[str], Path], colour: str
+) -> None:
+    from .jwtkit import AUDIENCE, ISSUER
+
+    tokens, jwks_path = hostile
+    for token in tokens:
+        verified = _in_process(
+            "verify", token, "--issuer", ISSUER, "--audience", AUDIENCE, "--jwks", str(jwks_path),
+            "--scope", "admin", colour,
+        )  # fmt: skip
+        inspected = _in_process("inspect", token, colour)
+        for output in (verified, inspected):
+            assert "\x1b[2J" not in output and "\x1b[32mVALID" not in output
+            assert not any(c in output for c in UNPRINTABLE[1:])
+            if colour == "--no-colour":
+                assert "\x1b" not in output
+        assert "INVALID" in verified and "\nVALID" not in verified
+    assert "\\x1b[2J" in _in_process("inspect", tokens[0], "--no-colour"), "shown, escaped"
+    assert "\\x1b[32mVALID" in _in_process(
+        "verify", tokens[1], "--issuer", ISSUER, "--audience", AUDIENCE, "--jwks", str(jwks_path)
+    )
+
+
+def test_json_output_escapes_what_the_token_says(hostile: tuple[list[str], Path]) -> None:
+    from .jwtkit import AUDIENCE, ISSUER
+
+    tokens, jwks_path = hostile
+    for token in tokens:
+        for output in (
+            _in_process(
+                "verify", token, "--issuer", ISSUER, "--audience", AUDIENCE,
+                "--jwks", str(jwks_path), "--json",
+            ),
+            _in_process("inspect", token, "--json"),
+        ):  # fmt: skip
+            assert output.isascii() and "\x1b" not in output and "\x7f" not in output
+            json.loads(output)  # and still JSON, holding the text unchanged
+    claims = json.loads(_in_process("inspect", tokens[1], "--json"))["claims"]
+    assert claims["scope"] == INJECTED

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TextIO
 
 from ._credentials import peek_jws
 from ._http import FetchError
+from .cli import printable
 from .errors import BearerGuardError, SigningKeysUnavailableError
 from .validators.base import scopes_of
 from .validators.jwt import JWTBearerTokenValidator
@@ -128,7 +129,8 @@ def verify(args: argparse.Namespace, token: str, out: TextIO, style: _Style) -> 
         except BearerGuardError as error:
             verdict = error
     except (OSError, ValueError, FetchError, SigningKeysUnavailableError) as error:
-        out.write(f"error: {error.description if isinstance(error, BearerGuardError) else error}\n")
+        message = error.description if isinstance(error, BearerGuardError) else str(error)
+        out.write(f"error: {printable(message)}\n")
         return 2
     scope_check = checks[-1]
     valid = verdict is None and scope_check.ok is not False
@@ -136,17 +138,19 @@ def verify(args: argparse.Namespace, token: str, out: TextIO, style: _Style) -> 
         verdict.description if verdict is not None else (None if valid else "insufficient scope")
     )
     if args.json:
+        # json.dumps escapes every control and non-ASCII character (ensure_ascii).
         result = {"valid": valid, "reason": reason, "checks": [asdict(c) for c in checks]}
         out.write(json.dumps(result, indent=2) + "\n")
         return 0 if valid else 1
     first = True
     for check in checks:
         mark = "--" if check.ok is None else "ok" if check.ok else "NO"
-        line = f"{mark:>2}  {check.name:<12} {check.detail}"
+        # The details quote the token (its alg, kid, scopes): escaped.
+        line = f"{mark:>2}  {check.name:<12} {printable(check.detail)}"
         if check.ok is False and first:
             line, first = style.bad(line + "   <- first failure"), False
         elif check.ok is None:
             line = style.dim(line)
         out.write(line + "\n")
-    out.write(style.good("VALID\n") if valid else style.bad(f"INVALID: {reason}\n"))
+    out.write(style.good("VALID\n") if valid else style.bad(f"INVALID: {printable(str(reason))}\n"))
     return 0 if valid else 1

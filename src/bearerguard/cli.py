@@ -25,6 +25,17 @@ __all__ = ["main"]
 TIME_CLAIMS = ("exp", "nbf", "iat", "auth_time")
 
 
+def printable(text: str) -> str:
+    """``text`` with every non-printable character escaped (``\\x1b``, ``\\u202e``).
+
+    Whatever comes from a token (a scope, ``alg``) is the token author's text:
+    raw, an ANSI escape in it could clear the terminal and draw a fake VALID.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 class _Style:
     """ANSI colour when writing to a terminal, plain text otherwise."""
 
@@ -116,6 +127,7 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
             style.dim("Only its issuer can tell what it means (database or introspection).\n")
         )
         return 0
+    # json.dumps escapes every control and non-ASCII character (ensure_ascii).
     out.write(style.bold("header") + "\n" + json.dumps(info["header"], indent=2) + "\n")
     claims = info["claims"]
     out.write(style.bold("claims") + "\n")
@@ -131,7 +143,7 @@ def cmd_inspect(args: argparse.Namespace, out: TextIO) -> int:
         }
         text = f"{label[claim]:<13} {when['iso']}  ({when['relative']})"
         out.write((style.bad(text) if claim == "exp" and info["expired"] else text) + "\n")
-    out.write(f"{'scopes':<13} {' '.join(info['scopes']) or '(none)'}\n")
+    out.write(f"{'scopes':<13} {printable(' '.join(info['scopes'])) or '(none)'}\n")
     return 0
 
 
