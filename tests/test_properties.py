@@ -408,6 +408,8 @@ def _as_time(value: Any) -> float | bool | None:
     or None (a number no float can hold: inf, NaN, or too big)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return False
+    if isinstance(value, int) and abs(value) > 2**53:
+        return None  # no float holds it exactly: bearerguard refuses it as a time
     try:
         number = float(value)
     except OverflowError:
@@ -502,6 +504,7 @@ FUTURE, PAST = str(int(NOW) + 300), str(int(NOW) - 300)
 @example(case=signed_case(exp="1e400"))
 @example(case=signed_case(exp="1E+309"))
 @example(case=signed_case(exp=HUGE))
+@example(case=signed_case(exp=str(2**53 + 1)))
 @example(case=signed_case(exp="-" + HUGE))
 @example(case=signed_case(exp=FUTURE, nbf=HUGE))
 @example(case=signed_case(exp=FUTURE, iat=HUGE))
