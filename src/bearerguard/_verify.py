@@ -98,6 +98,9 @@ def _checks(
         checks.append(Check("nbf", nbf <= now + validator.leeway, f"{nbf - now:+.0f} s from now"))
     else:
         checks.append(Check("nbf", None, "not present"))
+    cnf = claims.get("cnf")
+    bound = "none" if cnf is None else "bound to a key (DPoP/mTLS): not a bearer token"
+    checks.append(Check("cnf", cnf is None, bound))
     typ = header.get("typ")
     typ_ok = str(typ).lower() in ("at+jwt", "application/at+jwt") if validator.require_typ else None
     checks.append(

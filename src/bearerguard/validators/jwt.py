@@ -181,6 +181,9 @@ class JWTBearerTokenValidator(TokenValidator):
     then ``/.well-known/oauth-authorization-server``), whose ``issuer`` must be
     this one. Register one validator per trusted issuer.
 
+    Tokens bound to a key (a ``cnf`` claim: DPoP, RFC 9449; mTLS, RFC 8705)
+    are refused: they are not bearer tokens, and no proof is checked here.
+
     :param issuer: the exact ``iss`` accepted.
     :param audience: this resource server's identifier(s); the token's ``aud``
         must contain one. :data:`ANY_AUDIENCE` skips the check.
@@ -407,6 +410,7 @@ class JWTBearerTokenValidator(TokenValidator):
         iat = _time_claim(claims, "iat")
         if iat is not None and iat > now + leeway:
             _refuse("token issued in the future")
+        _refuse_sender_constrained(claims)
         if self.audiences is not None:
             aud = claims.get("aud")
             if aud is None:
@@ -425,6 +429,20 @@ class JWTBearerTokenValidator(TokenValidator):
                 _refuse(f"claim mismatch: {name}")
         if self.claims_check is not None and not self.claims_check(claims, header):
             _refuse("claims check failed")
+
+
+def _refuse_sender_constrained(claims: Mapping[str, Any]) -> None:
+    """Refuse a token bound to a key (``cnf``) when it is presented as a bearer token.
+
+    RFC 9449 §7.2: a DPoP-bound token (``cnf.jkt``) must not be accepted as a
+    bearer token; a certificate-bound one (``cnf["x5t#S256"]``, RFC 8705 §3)
+    is only as good as the TLS client certificate it names, and any other
+    ``cnf`` (RFC 7800) asks for a proof of possession too. This validator sees
+    no proof, so every ``cnf`` is refused, as the introspection validator does.
+    DPoP and mTLS support replace this one check.
+    """
+    if claims.get("cnf") is not None:
+        _refuse("sender-constrained token presented as a bearer token")
 
 
 def _check_segment(segment: str) -> None:
