@@ -6,7 +6,7 @@ generation is slow).
 
 Minting::
 
-    key = Keypair.generate("RS256", kid="k1")      # or ES256, ES384, PS256, EdDSA
+    key = Keypair.generate("RS256", kid="k1")      # or ES256, ES384, ES512, PS256, EdDSA
     validator = JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key), clock=clock)
     token = make_token(key, now=clock(), scope="profile")
     no_aud = make_token(key, now=clock(), header={"kid": "other"}, aud=None)  # None removes
@@ -58,9 +58,10 @@ _FAMILIES = {
     "PS256": "RSA",
     "ES256": "EC",
     "ES384": "EC",
+    "ES512": "EC",
     "EdDSA": "OKP",
 }
-_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}
+_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class Keypair:
 
     @classmethod
     def generate(cls, alg: str = "RS256", *, kid: str | None = None, bits: int = 2048) -> Keypair:
-        """A fresh key for ``alg`` (RS*/PS* RSA, ES256 P-256, ES384 P-384, EdDSA Ed25519)."""
+        """A fresh key for ``alg``: RSA for RS*/PS*, P-256/384/521 for ES*, Ed25519 for EdDSA."""
         family = _FAMILIES[alg]
         if family == "RSA":
             private: Any = rsa.generate_private_key(public_exponent=65537, key_size=bits)

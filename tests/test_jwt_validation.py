@@ -294,16 +294,52 @@ def test_algorithms_limit_what_is_accepted(clock: FakeClock) -> None:
 
 def test_default_algorithms_are_those_of_the_keys(clock: FakeClock) -> None:
     assert validator(clock, RSA).algorithms == {"RS256"}
-    bare_rsa = {k: v for k, v in RSA.jwk().items() if k != "alg"}
-    assert validator(clock, bare_rsa).algorithms == {
-        "RS256",
-        "RS384",
-        "RS512",
-        "PS256",
-        "PS384",
-        "PS512",
-    }
     assert validator(clock, EC, ED).algorithms == {"ES256", "EdDSA"}
+    assert validator(clock, cached_keypair("PS256", "ps-1")).algorithms == {"PS256"}
+
+
+@pytest.mark.parametrize(
+    ("key", "usual"),
+    [
+        (RSA, "RS256"),
+        (cached_keypair("PS256", "ps-1"), "RS256"),
+        (EC, "ES256"),
+        (cached_keypair("ES384", "ec384-1"), "ES384"),
+        (cached_keypair("ES512", "ec521-1"), "ES512"),
+        (ED, "EdDSA"),
+    ],
+    ids=["rsa", "rsa-used-for-ps256", "p-256", "p-384", "p-521", "ed25519"],
+)
+def test_a_key_without_alg_verifies_one_algorithm_by_default(
+    clock: FakeClock, key: Keypair, usual: str
+) -> None:
+    # RFC 8725 §3.1: one algorithm per key. An RSA key without alg used to verify
+    # RS256 to RS512 and PS256 to PS512 alike.
+    v = validator(clock, key.jwk(alg=None))
+
+    assert v.algorithms == {usual}
+    if key.alg == usual:
+        assert v.validate(make_token(key, now=clock())).subject == "user-1"
+    else:
+        assert refusal(v, make_token(key, now=clock())) == "algorithm not allowed"
+
+
+def test_a_key_without_alg_verifies_the_configured_algorithms_of_its_type(
+    clock: FakeClock,
+) -> None:
+    bare = RSA.jwk(alg=None)
+    v = validator(clock, bare, EC, algorithms=["PS256", "RS256", "ES256", "ES384"])
+
+    assert v.algorithms == {"RS256", "PS256", "ES256"}
+    for alg in ("RS256", "PS256"):
+        token = make_token(Keypair(alg, "rsa-1", RSA.private_key), now=clock())
+        assert v.validate(token).subject == "user-1"
+    rs384 = make_token(Keypair("RS384", "rsa-1", RSA.private_key), now=clock())
+    assert refusal(v, rs384) == "algorithm not allowed"
+    # A key with alg verifies only that one, and only if it is allowed.
+    assert validator(clock, RSA, EC, algorithms=["PS256", "ES256"]).algorithms == {"ES256"}
+    with pytest.raises(ValueError, match="no usable"):
+        validator(clock, RSA, algorithms=["PS256"])
 
 
 def test_a_key_only_verifies_its_own_algorithm(clock: FakeClock) -> None:

@@ -187,9 +187,12 @@ class JWTBearerTokenValidator(TokenValidator):
     :param issuer: the exact ``iss`` accepted.
     :param audience: this resource server's identifier(s); the token's ``aud``
         must contain one. :data:`ANY_AUDIENCE` skips the check.
-    :param algorithms: allowed ``alg`` values; default every public-key
-        algorithm of the keys (RS*, PS*, ES*, EdDSA). ``none`` and HS* are
-        refused.
+    :param algorithms: allowed ``alg`` values. A key with ``alg`` verifies
+        that one algorithm, if allowed; a key without verifies those of these
+        that suit its type. By default each key's own ``alg``, and for a key
+        without one its type's usual algorithm only (RFC 8725 §3.1): RS256 for
+        RSA, ES256/ES384/ES512 for P-256/P-384/P-521, EdDSA for Ed25519.
+        ``none`` and HS* are refused.
     :param leeway: seconds of clock skew allowed for ``nbf`` and ``iat`` (a
         token issued by a server whose clock runs ahead). ``exp`` gets none:
         the token's cache entry and any revocation end at ``exp``, so must the
@@ -245,7 +248,9 @@ class JWTBearerTokenValidator(TokenValidator):
             raise ValueError("pass jwks or jwks_uri, not both")
         self.issuer = issuer
         self.audiences = _audiences(audience)
-        self.algorithms = _allowed(algorithms)
+        # None: each key's own alg (RFC 8725 §3.1), its type's default without one.
+        configured = _allowed(algorithms)
+        self.algorithms = ASYMMETRIC_ALGORITHMS if configured is None else configured
         if leeway < 0:
             raise ValueError("leeway must not be negative")
         self.leeway = float(leeway)
@@ -261,7 +266,7 @@ class JWTBearerTokenValidator(TokenValidator):
         self._static: KeySet | None = None
         self.fetcher: JWKSFetcher | None = None
         if jwks is not None:
-            self._static = KeySet.parse(jwks, self.algorithms, "jwks=")
+            self._static = KeySet.parse(jwks, configured, "jwks=")
             if not self._static:
                 raise ValueError("jwks holds no usable public signing key")
             self.algorithms = self._static.algorithms
@@ -269,7 +274,7 @@ class JWTBearerTokenValidator(TokenValidator):
             self.fetcher = JWKSFetcher(
                 issuer,
                 jwks_uri,
-                algorithms=self.algorithms,
+                algorithms=configured,
                 lifespan=jwks_lifespan,
                 min_refetch=jwks_min_refetch,
                 max_stale=jwks_max_stale,
@@ -507,9 +512,9 @@ def _wanted(name: str, values: str | Iterable[str]) -> frozenset[str]:
     return wanted
 
 
-def _allowed(algorithms: Iterable[str] | None) -> frozenset[str]:
+def _allowed(algorithms: Iterable[str] | None) -> frozenset[str] | None:
     if algorithms is None:
-        return ASYMMETRIC_ALGORITHMS
+        return None
     if isinstance(algorithms, str):
         algorithms = (algorithms,)
     allowed = frozenset(algorithms)
