@@ -19,7 +19,7 @@ from bearerguard.validators.jwt import (
 )
 
 from .conftest import FakeClock
-from .jwtkit import AUDIENCE, ISSUER, Keypair, cached_keypair, jwks, make_token
+from .jwtkit import AUDIENCE, ISSUER, Keypair, cached_keypair, claims, jwks, make_token, sign_raw
 
 RSA = cached_keypair("RS256", "rsa-1")
 EC = cached_keypair("ES256", "ec-1")
@@ -185,27 +185,54 @@ def test_any_audience_must_be_asked_for(clock: FakeClock) -> None:
     assert v.validate(token).subject == "user-1"
 
 
-@pytest.mark.parametrize(
-    ("typ", "accepted"),
-    [
-        ("at+jwt", True),
-        ("application/at+jwt", True),
-        ("AT+JWT", True),
-        ("JWT", False),
-        (None, False),
-        (["at+jwt"], False),
-    ],
-    ids=["at+jwt", "application-at+jwt", "uppercase", "JWT", "missing", "list"],
-)
-def test_require_typ(clock: FakeClock, typ: Any, accepted: bool) -> None:
-    token = make_token(RSA, now=clock(), header={"typ": typ})
-    strict = validator(clock, require_typ=True)
+TYPES = {
+    # typ: (accepted with require_typ=True, accepted by default)
+    "at+jwt": (True, True),
+    "application/at+jwt": (True, True),
+    "AT+JWT": (True, True),
+    "Application/At+JWT": (True, True),
+    "JWT": (False, True),
+    "jwt": (False, True),
+    "application/jwt": (False, True),
+    None: (False, True),  # no typ at all
+    # Other kinds of JWT (RFC 8725 §3.11): never an access token.
+    "dpop+jwt": (False, False),
+    "logout+jwt": (False, False),
+    "secevent+jwt": (False, False),
+    "id_token+jwt": (False, False),
+    "application/dpop+jwt": (False, False),
+    "text/at+jwt": (False, False),
+    "at+jwt; x=1": (False, False),
+}
 
-    if accepted:
-        assert strict.validate(token).subject == "user-1"
-    else:
-        assert refusal(strict, token) == "wrong token type"
-    assert validator(clock).validate(token).subject == "user-1"  # not required: any typ
+
+@pytest.mark.parametrize(
+    ("typ", "strict_accepts", "default_accepts"),
+    [(typ, *verdicts) for typ, verdicts in TYPES.items()],
+    ids=[str(typ) for typ in TYPES],
+)
+def test_typ(
+    clock: FakeClock, typ: str | None, strict_accepts: bool, default_accepts: bool
+) -> None:
+    token = make_token(RSA, now=clock(), header={"typ": typ})  # None: no typ
+
+    for v, accepted in (
+        (validator(clock, require_typ=True), strict_accepts),
+        (validator(clock), default_accepts),
+    ):
+        if accepted:
+            assert v.validate(token).subject == "user-1"
+        else:
+            assert refusal(v, token) == "wrong token type"
+
+
+@pytest.mark.parametrize("typ", ["", None, ["at+jwt"], {"at+jwt": 1}, 1], ids=repr)
+def test_an_empty_or_non_string_typ_is_refused(clock: FakeClock, typ: Any) -> None:
+    # sign_raw: PyJWT would drop an empty typ.
+    token = sign_raw(RSA, {"alg": "RS256", "kid": "rsa-1", "typ": typ}, claims(clock()))
+
+    assert refusal(validator(clock), token) == "wrong token type"
+    assert refusal(validator(clock, require_typ=True), token) == "wrong token type"
 
 
 def test_required_claims(clock: FakeClock) -> None:

@@ -37,8 +37,15 @@ _B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 #: low 4 (2) bits, past the data, are zero (RFC 4648 §3.5). Cheaper than
 #: encoding the decoded bytes again to compare.
 _CANONICAL_LAST = {2: frozenset(_B64URL[::16]), 3: frozenset(_B64URL[::4])}
-#: RFC 9068 §4: the only ``typ`` values a JWT access token may carry.
+#: RFC 9068 §4: the ``typ`` of a JWT access token. Media types are
+#: case-insensitive (compared lowered) and ``application/`` may be left out
+#: (RFC 7515 §4.1.9), so each value is listed both ways.
 _AT_JWT = frozenset({"at+jwt", "application/at+jwt"})
+#: ``typ`` values accepted when ``at+jwt`` is not required (or no ``typ``):
+#: plain ``JWT`` too (RFC 7519 §5.1), as many servers still send. Any other
+#: names another kind of JWT (``dpop+jwt``, ``logout+jwt``, ``secevent+jwt``,
+#: ``id_token+jwt``...), which must not pass for an access token (RFC 8725 §3.11).
+_ACCESS_TOKEN_TYPES = _AT_JWT | {"jwt", "application/jwt"}
 #: Every claim RFC 9068 §2.2 makes mandatory; pass as ``required_claims=`` for strict profiles.
 RFC9068_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
 
@@ -197,7 +204,9 @@ class JWTBearerTokenValidator(TokenValidator):
         token issued by a server whose clock runs ahead). ``exp`` gets none:
         the token's cache entry and any revocation end at ``exp``, so must the
         token.
-    :param require_typ: require the RFC 9068 header ``typ: at+jwt``.
+    :param require_typ: require the RFC 9068 header ``typ: at+jwt``. Without
+        it, ``typ`` may also be absent or ``JWT``; any other type (``dpop+jwt``,
+        ``logout+jwt``, ...) is refused either way.
     :param required_claims: claims that must be present, besides ``iss``,
         ``exp`` and ``aud`` (see :data:`RFC9068_CLAIMS`).
     :param claims_equal: ``{claim: value}`` each claim must equal.
@@ -360,10 +369,8 @@ class JWTBearerTokenValidator(TokenValidator):
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             _refuse("malformed token")
-        if self.require_typ:
-            typ = header.get("typ")
-            if not isinstance(typ, str) or typ.lower() not in _AT_JWT:
-                _refuse("wrong token type")
+        if not _typ_allowed(header, self.require_typ):
+            _refuse("wrong token type")
         # jku, x5u, jwk and x5c are never read: keys come from configuration only.
 
     def stats(self) -> dict[str, int]:
@@ -448,6 +455,15 @@ def _refuse_sender_constrained(claims: Mapping[str, Any]) -> None:
     """
     if claims.get("cnf") is not None:
         _refuse("sender-constrained token presented as a bearer token")
+
+
+def _typ_allowed(header: Mapping[str, Any], require_at_jwt: bool) -> bool:
+    """Whether the header's ``typ`` marks an access token (``at+jwt`` only when required)."""
+    typ = header.get("typ", _MISSING)
+    if typ is _MISSING:
+        return not require_at_jwt
+    accepted = _AT_JWT if require_at_jwt else _ACCESS_TOKEN_TYPES
+    return isinstance(typ, str) and typ.lower() in accepted
 
 
 def _check_segment(segment: str) -> None:
