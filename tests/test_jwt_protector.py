@@ -290,6 +290,17 @@ def test_revoking_by_jti_and_subject(
     assert call(app, token(clock, sub="user-9")).status == 200  # issued after the rule
 
 
+def test_a_subject_that_is_not_a_string_cannot_escape_revoke_subject(
+    app: Flask, protector: ResourceProtector, clock: FakeClock
+) -> None:
+    numeric = token(clock, sub=9)
+    protector.revoke_subject("9")
+
+    # Were it accepted, its subject would be no string, and the rule would miss it.
+    assert_refused(call(app, numeric), "invalid claim: sub")
+    assert call(app, token(clock, sub="user-10")).status == 200
+
+
 def test_the_validator_follows_the_protectors_clock(clock: FakeClock) -> None:
     protector = ResourceProtector(clock=clock)  # the fake clock is given only here
     protector.register_token_validator(JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(RSA)))

@@ -115,6 +115,9 @@ def test_claims_are_read_only_but_copy(clock: FakeClock) -> None:
         ({"aud": ["https://other.example.com", "x"]}, "audience mismatch"),
         ({"aud": {"https://api.example.com": 1}}, "audience mismatch"),
         ({"aud": None}, "missing claim: aud"),
+        ({"sub": 123}, "invalid claim: sub"),
+        ({"sub": ["user-1"]}, "invalid claim: sub"),
+        ({"sub": {"id": "user-1"}}, "invalid claim: sub"),
     ],
     ids=[
         "exp-passed-by-1s",
@@ -133,6 +136,9 @@ def test_claims_are_read_only_but_copy(clock: FakeClock) -> None:
         "aud-list-without-ours",
         "aud-object",
         "aud-missing",
+        "sub-number",
+        "sub-list",
+        "sub-object",
     ],
 )
 def test_claim_rules(clock: FakeClock, overrides: dict[str, Any], description: str) -> None:
@@ -145,6 +151,14 @@ def test_claim_rules(clock: FakeClock, overrides: dict[str, Any], description: s
     token = make_token(RSA, now=now, **relative)
 
     assert refusal(validator(clock), token) == description
+
+
+def test_a_null_sub_is_refused_and_no_sub_is_allowed(clock: FakeClock) -> None:
+    payload = {**claims(clock()), "sub": None}  # JSON null (claims() drops None)
+    null_sub = sign_raw(RSA, {"alg": "RS256", "kid": "rsa-1"}, payload)
+
+    assert refusal(validator(clock), null_sub) == "invalid claim: sub"
+    assert validator(clock).validate(make_token(RSA, now=clock(), sub=None)).subject is None
 
 
 def test_an_expired_token_raises_token_expired(clock: FakeClock) -> None:

@@ -407,6 +407,10 @@ class JWTBearerTokenValidator(TokenValidator):
     def _check_claims(self, claims: dict[str, Any], header: Mapping[str, Any]) -> None:
         if claims.get("iss") != self.issuer:
             _refuse("issuer mismatch")
+        if not isinstance(claims.get("sub", ""), str):
+            # RFC 7519 §4.1.2: a StringOrURI. A number or a list would be no
+            # subject at all, so revoke_subject could never match the token.
+            _refuse("invalid claim: sub")
         now = self.clock()
         leeway = self.leeway
         exp = _time_claim(claims, "exp")
