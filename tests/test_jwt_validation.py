@@ -40,7 +40,15 @@ def refusal(v: JWTBearerTokenValidator, token: str) -> str:
 
 @pytest.mark.parametrize(
     "key",
-    [RSA, EC, ED, cached_keypair("PS256", "ps-1"), cached_keypair("ES384", "ec384-1")],
+    [
+        RSA,
+        EC,
+        ED,
+        cached_keypair("PS256", "ps-1"),
+        cached_keypair("ES384", "ec384-1"),
+        cached_keypair("ES512", "ec521-1"),
+        cached_keypair("Ed25519", "ed25519-1"),
+    ],
     ids=lambda k: k.alg,
 )
 def test_a_valid_token_is_described(clock: FakeClock, key: Keypair) -> None:
@@ -342,24 +350,25 @@ def test_default_algorithms_are_those_of_the_keys(clock: FakeClock) -> None:
 @pytest.mark.parametrize(
     ("key", "usual"),
     [
-        (RSA, "RS256"),
-        (cached_keypair("PS256", "ps-1"), "RS256"),
-        (EC, "ES256"),
-        (cached_keypair("ES384", "ec384-1"), "ES384"),
-        (cached_keypair("ES512", "ec521-1"), "ES512"),
-        (ED, "EdDSA"),
+        (RSA, {"RS256"}),
+        (cached_keypair("PS256", "ps-1"), {"RS256"}),
+        (EC, {"ES256"}),
+        (cached_keypair("ES384", "ec384-1"), {"ES384"}),
+        (cached_keypair("ES512", "ec521-1"), {"ES512"}),
+        (ED, {"EdDSA", "Ed25519"}),  # two names of one algorithm (RFC 9864)
+        (cached_keypair("Ed25519", "ed25519-1"), {"EdDSA", "Ed25519"}),
     ],
-    ids=["rsa", "rsa-used-for-ps256", "p-256", "p-384", "p-521", "ed25519"],
+    ids=["rsa", "rsa-used-for-ps256", "p-256", "p-384", "p-521", "eddsa", "ed25519"],
 )
 def test_a_key_without_alg_verifies_one_algorithm_by_default(
-    clock: FakeClock, key: Keypair, usual: str
+    clock: FakeClock, key: Keypair, usual: set[str]
 ) -> None:
     # RFC 8725 §3.1: one algorithm per key. An RSA key without alg used to verify
     # RS256 to RS512 and PS256 to PS512 alike.
     v = validator(clock, key.jwk(alg=None))
 
-    assert v.algorithms == {usual}
-    if key.alg == usual:
+    assert v.algorithms == usual
+    if key.alg in usual:
         assert v.validate(make_token(key, now=clock())).subject == "user-1"
     else:
         assert refusal(v, make_token(key, now=clock())) == "algorithm not allowed"
@@ -390,6 +399,22 @@ def test_a_key_only_verifies_its_own_algorithm(clock: FakeClock) -> None:
 
     assert v.algorithms == {"RS256", "PS256"}
     assert refusal(v, make_token(pss, now=clock())) == "algorithm not allowed"
+
+
+def test_ed25519_is_the_fully_specified_name_of_eddsa_with_ed25519(clock: FakeClock) -> None:
+    # RFC 9864 deprecates "EdDSA" for "Ed25519"; a key with an alg verifies only it.
+    fully_specified = Keypair("Ed25519", "ed-1", ED.private_key)
+    v = validator(clock, ED.jwk(alg=None), algorithms=["Ed25519"])
+
+    assert v.algorithms == {"Ed25519"}
+    assert v.validate(make_token(fully_specified, now=clock())).token.header["alg"] == "Ed25519"
+    assert refusal(v, make_token(ED, now=clock())) == "algorithm not allowed"
+    assert refusal(validator(clock, ED), make_token(fully_specified, now=clock())) == (
+        "algorithm not allowed"
+    )
+    tagged = validator(clock, ED.jwk(alg="Ed25519"))
+    assert tagged.validate(make_token(fully_specified, now=clock())).subject == "user-1"
+    assert refusal(tagged, make_token(ED, now=clock())) == "algorithm not allowed"
 
 
 def test_peek_expiry_reads_exp_without_verifying(clock: FakeClock) -> None:

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from jwt.algorithms import Algorithm, get_default_algorithms
 
 from ._credentials import json_object
@@ -32,7 +31,10 @@ __all__ = ["ASYMMETRIC_ALGORITHMS", "JWKSFetcher", "KeySet", "VerifyKey", "json_
 
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
-_ED25519_ALGORITHMS = frozenset({"EdDSA"})
+#: Ed25519 keys: RFC 8037's polymorphic "EdDSA", and "Ed25519", the fully
+#: specified name RFC 9864 replaces it with. The same signature either way, so
+#: a key without ``alg`` verifies both.
+_ED25519_ALGORITHMS = frozenset({"EdDSA", "Ed25519"})
 #: What an RSA key without ``alg`` verifies when no ``algorithms`` are configured.
 _RSA_DEFAULT = frozenset({"RS256"})
 #: Every algorithm a token may name: public-key signatures only. ``none`` and
@@ -43,12 +45,15 @@ ASYMMETRIC_ALGORITHMS = _RSA_ALGORITHMS | frozenset(_EC_ALGORITHMS.values()) | _
 MIN_RSA_BITS = 2048
 
 
-#: PyJWT's verifier for each allowed algorithm, made once.
+#: PyJWT's verifier for each allowed algorithm, made once. PyJWT names Ed25519
+#: "EdDSA" only; its EdDSA verifier checks an Ed25519 key's signature, and keys
+#: for "Ed25519" are Ed25519 keys (checked in ``_parse_key``), never Ed448 ones.
 _VERIFIERS: dict[str, Algorithm] = {
     name: algorithm
     for name, algorithm in get_default_algorithms().items()
     if name in ASYMMETRIC_ALGORITHMS
 }
+_VERIFIERS["Ed25519"] = _VERIFIERS["EdDSA"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,11 +140,13 @@ def _parse_key(jwk: Any, allowed: frozenset[str] | None) -> VerifyKey | None:
     if not algorithms:
         return None
     try:
-        key = jwt.PyJWK(dict(jwk), min(algorithms)).key
+        key = _VERIFIERS[min(algorithms)].from_jwk(dict(jwk))
     except Exception as exc:  # untrusted input: a bad key is skipped, never a crash
         raise _SkippedKey(f"cannot be imported ({type(exc).__name__})") from exc
     if "d" in jwk or not hasattr(key, "verify"):
         raise _SkippedKey("private key material in a public key set")
+    if algorithms & _ED25519_ALGORITHMS and not isinstance(key, ed25519.Ed25519PublicKey):
+        raise _SkippedKey("not an Ed25519 key")
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         raise _SkippedKey(f"RSA key shorter than {MIN_RSA_BITS} bits")
     return VerifyKey(kid, key, {alg: _VERIFIERS[alg] for alg in sorted(algorithms)})

@@ -198,8 +198,8 @@ class JWTBearerTokenValidator(TokenValidator):
         that one algorithm, if allowed; a key without verifies those of these
         that suit its type. By default each key's own ``alg``, and for a key
         without one its type's usual algorithm only (RFC 8725 §3.1): RS256 for
-        RSA, ES256/ES384/ES512 for P-256/P-384/P-521, EdDSA for Ed25519.
-        ``none`` and HS* are refused.
+        RSA, ES256/ES384/ES512 for P-256/P-384/P-521, and for Ed25519 EdDSA and
+        Ed25519 (its fully specified name, RFC 9864). ``none`` and HS* are refused.
     :param leeway: seconds of clock skew allowed for ``nbf`` and ``iat`` (a
         token issued by a server whose clock runs ahead). ``exp`` gets none:
         the token's cache entry and any revocation end at ``exp``, so must the
