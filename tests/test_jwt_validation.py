@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import pickle
+import sys
 import warnings
 from typing import Any
 
 import pytest
 
+from bearerguard._frozen import FrozenDict, FrozenList
 from bearerguard.errors import InvalidTokenError, TokenExpiredError
 from bearerguard.validators.jwt import (
     ANY_AUDIENCE,
@@ -102,6 +105,66 @@ def test_claims_are_read_only_but_copy(clock: FakeClock) -> None:
     assert copy.deepcopy(claims_) == claims_
     restored = pickle.loads(pickle.dumps(claims_))
     assert restored == claims_ and restored.header == claims_.header
+
+
+def test_lists_and_objects_in_the_claims_and_header_are_read_only_too(clock: FakeClock) -> None:
+    nested = {"roles": ["a"], "deeper": [[1, {"k": "v"}]]}
+    token = make_token(RSA, now=clock(), roles=["a", "b"], realm_access=nested, header={"x": [1]})
+    claims_ = validator(clock).validate(token).token
+    roles, realm = claims_["roles"], claims_["realm_access"]
+    inner = realm["deeper"][0]
+
+    changes = [
+        lambda: roles.append("admin"),
+        lambda: roles.extend(["admin"]),
+        lambda: roles.insert(0, "admin"),
+        lambda: roles.__setitem__(0, "admin"),
+        lambda: roles.__delitem__(0),
+        lambda: roles.__iadd__(["admin"]),
+        lambda: roles.__imul__(2),
+        lambda: roles.pop(),
+        lambda: roles.remove("a"),
+        lambda: roles.clear(),
+        lambda: roles.sort(),
+        lambda: roles.reverse(),
+        lambda: realm.__setitem__("roles", ["admin"]),
+        lambda: realm.update(roles=["admin"]),
+        lambda: realm.setdefault("x", 1),
+        lambda: realm.__ior__({"roles": ["admin"]}),
+        lambda: realm["roles"].append("admin"),
+        lambda: inner.append(2),
+        lambda: inner[1].__setitem__("k", "changed"),
+        lambda: claims_.header["x"].append(2),
+    ]
+    for change in changes:
+        with pytest.raises(TypeError, match="read-only"):
+            change()
+
+    assert claims_["roles"] == ["a", "b"] and claims_["realm_access"] == nested
+    assert claims_.header["x"] == [1]
+    assert isinstance(roles, list) and isinstance(realm, dict) and isinstance(inner[1], dict)
+    assert json.loads(json.dumps(claims_))["realm_access"] == nested
+    mine = list(roles)  # a private copy takes changes
+    mine.append("admin")
+    for copied in (copy.copy(realm), copy.deepcopy(realm), pickle.loads(pickle.dumps(realm))):
+        assert copied == nested
+        with pytest.raises(TypeError):
+            copied["deeper"][0].append(2)
+
+
+def test_freezing_is_not_recursive() -> None:
+    # A token nests as deep as the JSON parser allows: freezing must not hit the stack limit.
+    deep: Any = ["bottom"]
+    for _ in range(sys.getrecursionlimit() * 3):
+        deep = [1, {"k": deep}]
+    frozen = AccessTokenClaims({"deep": deep})["deep"]
+
+    assert isinstance(frozen, FrozenList) and isinstance(frozen[1], FrozenDict)
+    while isinstance(frozen, FrozenList) and frozen != ["bottom"]:
+        frozen = frozen[1]["k"]
+    assert isinstance(frozen, FrozenList)
+    with pytest.raises(TypeError):
+        frozen.append(1)
 
 
 @pytest.mark.parametrize(

@@ -19,10 +19,10 @@ import re
 import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
 from .._credentials import b64url_decode, peek_jws
+from .._frozen import FrozenDict, freeze
 from .._http import HTTPClient
 from .._jwks import ASYMMETRIC_ALGORITHMS, JWKSFetcher, KeySet, VerifyKey, json_object
 from ..errors import InvalidTokenError, TokenExpiredError
@@ -62,19 +62,20 @@ class _AnyAudience:
 ANY_AUDIENCE: Final = _AnyAudience()
 
 
-class AccessTokenClaims(dict[str, Any]):
+class AccessTokenClaims(FrozenDict):
     """``current_token`` for a JWT: its verified claims, read-only.
 
     A mapping (``current_token["sub"]``) with Authlib's ``get_scope()`` and the
     JOSE ``header``. It is shared by every request that presents the same
-    token while the token is cached, so it refuses changes; ``dict(token)``
-    is a private, mutable copy.
+    token while the token is cached, so it refuses changes, and so do the
+    lists and objects in it (``current_token["roles"]`` is a read-only
+    ``list``); ``dict(token)`` is a private, mutable copy of the top level.
     """
 
     __slots__ = ("header",)
 
     def __init__(self, claims: Mapping[str, Any], header: Mapping[str, Any] | None = None) -> None:
-        super().__init__(_shared_claims(claims))
+        dict.__init__(self, _shared_claims(claims))
         self.header: Mapping[str, Any] = _shared_header(header or {})
 
     def get_scope(self) -> str:
@@ -86,12 +87,6 @@ class AccessTokenClaims(dict[str, Any]):
         if isinstance(scp, list):
             return " ".join(s for s in scp if isinstance(s, str))
         return ""
-
-    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise TypeError("token claims are read-only; copy them with dict(token)")
-
-    __setitem__ = __delitem__ = __ior__ = _read_only
-    clear = pop = popitem = setdefault = update = _read_only
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (dict(self), dict(self.header)))
@@ -122,6 +117,7 @@ def _share(value: Any) -> Any:
     return value
 
 
+_CONTAINERS = frozenset({list, dict})
 #: Claims whose values repeat from token to token (not jti, exp, sub...).
 _SHARED_NAMES = frozenset(
     {"iss", "aud", "azp", "client_id", "scope", "typ", "alg", "kid", "token_use", "acr", "type"}
@@ -129,10 +125,21 @@ _SHARED_NAMES = frozenset(
 
 
 def _shared_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The claims with repeating strings shared, and lists and objects frozen."""
     return {
-        sys.intern(name): _share(value) if name in _SHARED_NAMES else value
+        sys.intern(name): freeze(value)
+        if type(value) in _CONTAINERS
+        else _share(value)
+        if name in _SHARED_NAMES
+        else value
         for name, value in claims.items()
     }
+
+
+def _frozen_header(header: Mapping[str, Any]) -> FrozenDict:
+    frozen = dict.__new__(FrozenDict)
+    dict.update(frozen, _shared_claims(header))
+    return frozen
 
 
 def _shared_header(header: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -140,9 +147,9 @@ def _shared_header(header: Mapping[str, Any]) -> Mapping[str, Any]:
         key = tuple(header.items())
         shared = _shared_headers.get(key)
     except TypeError:  # a list or object value: not shared
-        return MappingProxyType(dict(header))
+        return _frozen_header(header)
     if shared is None:
-        shared = MappingProxyType(_shared_claims(header))
+        shared = _frozen_header(header)
         if len(_shared_headers) < _SHARED_MAX:
             _shared_headers[key] = shared
     return shared
