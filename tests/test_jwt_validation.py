@@ -152,6 +152,24 @@ def test_lists_and_objects_in_the_claims_and_header_are_read_only_too(clock: Fak
             copied["deeper"][0].append(2)
 
 
+@pytest.mark.parametrize(
+    "values", [(1, 1.0, True), (True, 1.0, 1), (0, 0.0, False, -0.0)], ids=["1", "true", "0"]
+)
+def test_shared_header_and_claim_values_keep_their_type(
+    clock: FakeClock, values: tuple[Any, ...]
+) -> None:
+    # Equal values of other types (1 == 1.0 == True) are distinct JSON values:
+    # an interned header or claim must not hand one token another's.
+    v = validator(clock)
+    for value in values:
+        token = make_token(RSA, now=clock(), header={"x": value}, acr=value, type=value)
+
+        info = v.validate(token)
+
+        for seen in (info.token.header["x"], info.token["acr"], info.token["type"]):
+            assert (type(seen), repr(seen)) == (type(value), repr(value))
+
+
 def test_freezing_is_not_recursive() -> None:
     # A token nests as deep as the JSON parser allows: freezing must not hit the stack limit.
     deep: Any = ["bottom"]

@@ -102,11 +102,12 @@ class AccessTokenClaims(FrozenDict):
 # the values of claims that repeat are shared, so unique ones cannot fill it.
 _SHARED_MAX = 4096
 _shared_values: dict[str, str] = {}
-_shared_headers: dict[tuple[tuple[str, Any], ...], Mapping[str, Any]] = {}
+_shared_headers: dict[tuple[tuple[str, str], ...], Mapping[str, Any]] = {}
 _shared_scopes: dict[str, frozenset[str]] = {}
 
 
 def _share(value: Any) -> Any:
+    # Strings only: a key of 1 would also find 1.0 and True, which are equal.
     if type(value) is not str or len(value) > 128:
         return value
     shared = _shared_values.get(value)
@@ -143,11 +144,14 @@ def _frozen_header(header: Mapping[str, Any]) -> FrozenDict:
 
 
 def _shared_header(header: Mapping[str, Any]) -> Mapping[str, Any]:
-    try:
-        key = tuple(header.items())
-        shared = _shared_headers.get(key)
-    except TypeError:  # a list or object value: not shared
-        return _frozen_header(header)
+    for value in header.values():
+        if type(value) is not str:
+            # Only headers of strings are shared. 1, 1.0 and True are equal and
+            # hash alike, so a key holding them would give a token the header
+            # of an earlier one (its x: true read back as 1).
+            return _frozen_header(header)
+    key = tuple(header.items())
+    shared = _shared_headers.get(key)
     if shared is None:
         shared = _frozen_header(header)
         if len(_shared_headers) < _SHARED_MAX:
