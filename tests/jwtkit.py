@@ -6,7 +6,7 @@ generation is slow).
 
 Minting::
 
-    key = Keypair.generate("RS256", kid="k1")      # or ES256, ES384, PS256, EdDSA
+    key = Keypair.generate("RS256", kid="k1")      # or ES256/384/512, PS256, EdDSA, Ed25519
     validator = JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key), clock=clock)
     token = make_token(key, now=clock(), scope="profile")
     no_aud = make_token(key, now=clock(), header={"kid": "other"}, aud=None)  # None removes
@@ -58,9 +58,13 @@ _FAMILIES = {
     "PS256": "RSA",
     "ES256": "EC",
     "ES384": "EC",
+    "ES512": "EC",
     "EdDSA": "OKP",
+    "Ed25519": "OKP",
 }
-_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}
+#: PyJWT knows Ed25519 (RFC 9864) only by its polymorphic name, EdDSA (RFC 8037).
+_PYJWT_NAMES = {"Ed25519": "EdDSA"}
+_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class Keypair:
 
     @classmethod
     def generate(cls, alg: str = "RS256", *, kid: str | None = None, bits: int = 2048) -> Keypair:
-        """A fresh key for ``alg`` (RS*/PS* RSA, ES256 P-256, ES384 P-384, EdDSA Ed25519)."""
+        """A fresh key for ``alg``: RSA for RS*/PS*, P-256/384/521 for ES*, else Ed25519."""
         family = _FAMILIES[alg]
         if family == "RSA":
             private: Any = rsa.generate_private_key(public_exponent=65537, key_size=bits)
@@ -94,7 +98,7 @@ class Keypair:
 
     def jwk(self, *, private: bool = False, **extra: Any) -> dict[str, Any]:
         """The JWK: public unless ``private``; with ``kid``, ``alg``, ``use`` and ``extra``."""
-        algorithm = jwt.get_algorithm_by_name(self.alg)
+        algorithm = pyjwt_algorithm(self.alg)
         key = self.private_key if private else self.public_key
         data: dict[str, Any] = algorithm.to_jwk(key, as_dict=True)
         data.update(alg=self.alg, use="sig")
@@ -119,7 +123,14 @@ class Keypair:
         headers = {k: v for k, v in fields.items() if v is not None}
         if kid is not None:
             headers["kid"] = kid
+        if self.alg in _PYJWT_NAMES:  # PyJWT would write its own name for the alg
+            return sign_raw(self, {"alg": self.alg, "typ": "JWT", **headers}, payload)
         return jwt.encode(payload, self.private_key, algorithm=self.alg, headers=headers or None)
+
+
+def pyjwt_algorithm(alg: str) -> Any:
+    """PyJWT's algorithm object for ``alg`` (its EdDSA one for Ed25519)."""
+    return jwt.get_algorithm_by_name(_PYJWT_NAMES.get(alg, alg))
 
 
 @functools.cache
@@ -182,8 +193,7 @@ def sign_raw(key: Keypair, header: dict[str, Any], payload: dict[str, Any] | byt
     """
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
     signing_input = f"{b64url(header)}.{b64url(body)}"
-    algorithm = jwt.get_algorithm_by_name(header["alg"])
-    signature = algorithm.sign(signing_input.encode(), key.private_key)
+    signature = pyjwt_algorithm(header["alg"]).sign(signing_input.encode(), key.private_key)
     return f"{signing_input}.{b64url(signature)}"
 
 

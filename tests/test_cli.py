@@ -249,6 +249,15 @@ def test_verify_leeway(env: dict[str, str], jwks_file: Path) -> None:
     assert "token not yet valid" in late.stdout
 
 
+def test_verify_names_a_key_bound_token(env: dict[str, str], jwks_file: Path) -> None:
+    bound = _demo_signed(env, {"cnf": {"jkt": "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}}, {})
+    result = run(env, "verify", bound, *VERIFY, "--jwks", str(jwks_file))
+    assert result.returncode == 1
+    assert "INVALID: sender-constrained token presented as a bearer token" in result.stdout
+    first = next(line for line in result.stdout.splitlines() if "first failure" in line)
+    assert "cnf" in first
+
+
 def test_no_colour_wins_on_request(env: dict[str, str], jwks_file: Path) -> None:
     token = _demo_signed(env, {"exp": int(time.time()) - 10}, {"kid": "demo-1"})
     result = run(env, "verify", token, *VERIFY, "--jwks", str(jwks_file), "--no-colour")

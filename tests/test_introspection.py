@@ -7,6 +7,7 @@ refused, redirects) are real too, so the HTTP client is never patched.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import threading
@@ -413,6 +414,40 @@ def test_the_secret_never_shows_in_repr_or_stats(setup: Setup) -> None:
     assert SECRET not in text
     validators = setup.protector.stats()["validators"]
     assert list(validators.values()) == [{"calls": 1, "active": 1, "inactive": 0, "failures": 0}]
+
+
+def test_a_view_cannot_change_a_cached_answer_for_later_requests(
+    make: Callable[..., Setup], clock: FakeClock
+) -> None:
+    setup = make()
+    setup.auth.active(exp=clock() + 600, roles=["student"], ext={"groups": ["g1"]})
+    app = Flask(__name__)
+
+    @app.get("/promote")
+    @setup.protector()
+    def promote() -> Any:
+        with contextlib.suppress(TypeError):
+            current_token["ext"]["groups"].append("admins")
+        current_token["roles"] += ["admin"]  # TypeError: a 500 for this request only
+        return "promoted"
+
+    @app.get("/admins")
+    @setup.protector(roles=["admin"])
+    def admins() -> Any:
+        return jsonify(current_token._get_current_object())
+
+    @app.get("/answer")
+    @setup.protector()
+    def answer() -> Any:
+        return jsonify(current_token._get_current_object())
+
+    client = app.test_client()
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert client.get("/promote", headers=auth).status_code == 500
+    assert client.get("/admins", headers=auth).status_code == 403
+    seen = client.get("/answer", headers=auth).json
+    assert (seen["roles"], seen["ext"]) == (["student"], {"groups": ["g1"]})
+    assert len(setup.server.requests) == 1  # one answer, cached and shared
 
 
 def test_introspection_runs_after_other_opaque_validators_decline(

@@ -310,6 +310,19 @@ def test_unusable_keys_in_a_fetched_set_are_skipped(
     assert any("kid='hmac'" in m for m in messages) and any("kid='bad'" in m for m in messages)
 
 
+def test_a_fetched_key_without_alg_verifies_one_algorithm(
+    server: LoopbackServer, stub: IssuerStub, clock: FakeClock
+) -> None:
+    stub.publish(KEY.jwk(alg=None))
+    pss = Keypair("PS256", KEY.kid, KEY.private_key)  # the same RSA key, another algorithm
+    v = remote(server, clock)
+
+    assert v.validate(token(KEY, clock)).subject == "user-1"
+    assert refusal(v, token(pss, clock)).description == "algorithm not allowed"
+    configured = remote(server, clock, algorithms=["PS256"])
+    assert configured.validate(token(pss, clock)).subject == "user-1"
+
+
 def test_keys_are_parsed_once_per_fetch(server: LoopbackServer, clock: FakeClock) -> None:
     v = remote(server, clock)
     v.validate(token(KEY, clock))

@@ -140,6 +140,20 @@ def embedded_jwk(alg: str, attacker: Keypair) -> Attack:
     return attack
 
 
+def jwk_thumbprint(key: Keypair) -> str:
+    """The RFC 7638 SHA-256 thumbprint of an EC key's public JWK, as DPoP's ``jkt``."""
+    jwk = key.jwk()
+    members = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
+    canonical = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return b64url(hashlib.sha256(canonical.encode()).digest())
+
+
+def bound_to(confirmation: dict[str, Any]) -> Attack:
+    """A token validly signed by our key, bound to the thief's key: useless without its proof."""
+    return lambda s: make_token(RSA, now=s.now, scope="profile admin", cnf=confirmation)
+
+
+SENDER_CONSTRAINED = "sender-constrained token presented as a bearer token"
 ATTACKS: dict[str, tuple[Attack, str]] = {
     "alg-none": (lambda s: forge(header("none"), payload(s)), "algorithm not allowed"),
     "alg-None": (lambda s: forge(header("None"), payload(s)), "algorithm not allowed"),
@@ -219,6 +233,16 @@ ATTACKS: dict[str, tuple[Attack, str]] = {
         lambda s: make_token(RSA, now=s.now, header={"typ": None}),
         "wrong token type",
     ),
+    # RFC 9449 §7.2 (DPoP), RFC 8705 §3 (mTLS): a bound token is no bearer token.
+    "dpop-bound-token-as-bearer": (
+        bound_to({"jkt": jwk_thumbprint(ATTACKER_EC)}),
+        SENDER_CONSTRAINED,
+    ),
+    "certificate-bound-token-as-bearer": (
+        bound_to({"x5t#S256": b64url(hashlib.sha256(b"a client certificate").digest())}),
+        SENDER_CONSTRAINED,
+    ),
+    "jwk-bound-token-as-bearer": (bound_to({"jwk": ATTACKER_EC.jwk()}), SENDER_CONSTRAINED),
     "payload-not-json": (
         lambda s: sign_raw(RSA, header(), b"not json"),
         "malformed token",

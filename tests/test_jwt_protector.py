@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from flask import Flask
+from flask import Flask, jsonify
 
-from bearerguard import ResourceProtector
+from bearerguard import ResourceProtector, current_token
 from bearerguard._http import HTTPClient
 from bearerguard.validators import BearerTokenValidator
 from bearerguard.validators.base import TokenInfo
@@ -288,6 +288,75 @@ def test_revoking_by_jti_and_subject(
     assert_refused(call(app, by_subject), "token revoked")
     clock.advance(1)
     assert call(app, token(clock, sub="user-9")).status == 200  # issued after the rule
+
+
+def test_a_subject_that_is_not_a_string_cannot_escape_revoke_subject(
+    app: Flask, protector: ResourceProtector, clock: FakeClock
+) -> None:
+    numeric = token(clock, sub=9)
+    protector.revoke_subject("9")
+
+    # Were it accepted, its subject would be no string, and the rule would miss it.
+    assert_refused(call(app, numeric), "invalid claim: sub")
+    assert call(app, token(clock, sub="user-10")).status == 200
+
+
+def test_a_view_cannot_change_a_cached_tokens_claims_for_later_requests(
+    protector: ResourceProtector, validator: CountingValidator, clock: FakeClock
+) -> None:
+    app = Flask(__name__)
+    refused: list[int] = []
+
+    @app.get("/promote")
+    @protector()
+    def promote() -> Any:
+        current_token["roles"] += ["admin"]  # TypeError: a 500 for this request only
+        return "promoted"
+
+    @app.get("/promote-nested")
+    @protector()
+    def promote_nested() -> Any:
+        changes = (
+            lambda: current_token["roles"].append("admin"),
+            lambda: current_token["realm_access"]["roles"].append("admin"),
+            lambda: current_token["realm_access"].update(roles=["admin"]),
+            lambda: current_token.header.update(alg="none"),
+        )
+        for number, change in enumerate(changes):
+            try:
+                change()
+            except TypeError:
+                refused.append(number)
+        mine = dict(current_token)  # a private copy takes any change
+        mine["roles"] = [*mine["roles"], "admin"]
+        return jsonify(mine)
+
+    @app.get("/admins")
+    @protector(roles=["admin"])
+    def admins() -> Any:
+        return "admin"
+
+    @app.get("/claims")
+    @protector()
+    def claims() -> Any:
+        # json.dumps sees a dict and a list as ever: no copy needed to answer them.
+        return jsonify(claims=current_token._get_current_object(), header=current_token.header)
+
+    t = token(clock, roles=["student"], realm_access={"roles": ["student"]})
+
+    assert call(app, t, "/promote").status == 500
+    assert call(app, t, "/admins").status == 403
+    outcome = call(app, t, "/promote-nested")
+    assert (outcome.status, outcome.body["roles"]) == (200, ["student", "admin"])
+    assert refused == [0, 1, 2, 3]
+    assert call(app, t, "/admins").status == 403
+    seen = call(app, t, "/claims").body
+    assert (seen["claims"]["roles"], seen["claims"]["realm_access"]) == (
+        ["student"],
+        {"roles": ["student"]},
+    )
+    assert seen["header"]["alg"] == "RS256"
+    assert validator.calls == 1  # every request above shared the one cached token
 
 
 def test_the_validator_follows_the_protectors_clock(clock: FakeClock) -> None:

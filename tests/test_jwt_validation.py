@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import pickle
+import sys
 import warnings
 from typing import Any
 
 import pytest
 
+from bearerguard._frozen import FrozenDict, FrozenList
 from bearerguard.errors import InvalidTokenError, TokenExpiredError
 from bearerguard.validators.jwt import (
     ANY_AUDIENCE,
@@ -19,7 +22,7 @@ from bearerguard.validators.jwt import (
 )
 
 from .conftest import FakeClock
-from .jwtkit import AUDIENCE, ISSUER, Keypair, cached_keypair, jwks, make_token
+from .jwtkit import AUDIENCE, ISSUER, Keypair, cached_keypair, claims, jwks, make_token, sign_raw
 
 RSA = cached_keypair("RS256", "rsa-1")
 EC = cached_keypair("ES256", "ec-1")
@@ -40,7 +43,15 @@ def refusal(v: JWTBearerTokenValidator, token: str) -> str:
 
 @pytest.mark.parametrize(
     "key",
-    [RSA, EC, ED, cached_keypair("PS256", "ps-1"), cached_keypair("ES384", "ec384-1")],
+    [
+        RSA,
+        EC,
+        ED,
+        cached_keypair("PS256", "ps-1"),
+        cached_keypair("ES384", "ec384-1"),
+        cached_keypair("ES512", "ec521-1"),
+        cached_keypair("Ed25519", "ed25519-1"),
+    ],
     ids=lambda k: k.alg,
 )
 def test_a_valid_token_is_described(clock: FakeClock, key: Keypair) -> None:
@@ -96,6 +107,84 @@ def test_claims_are_read_only_but_copy(clock: FakeClock) -> None:
     assert restored == claims_ and restored.header == claims_.header
 
 
+def test_lists_and_objects_in_the_claims_and_header_are_read_only_too(clock: FakeClock) -> None:
+    nested = {"roles": ["a"], "deeper": [[1, {"k": "v"}]]}
+    token = make_token(RSA, now=clock(), roles=["a", "b"], realm_access=nested, header={"x": [1]})
+    claims_ = validator(clock).validate(token).token
+    roles, realm = claims_["roles"], claims_["realm_access"]
+    inner = realm["deeper"][0]
+
+    changes = [
+        lambda: roles.append("admin"),
+        lambda: roles.extend(["admin"]),
+        lambda: roles.insert(0, "admin"),
+        lambda: roles.__setitem__(0, "admin"),
+        lambda: roles.__delitem__(0),
+        lambda: roles.__iadd__(["admin"]),
+        lambda: roles.__imul__(2),
+        lambda: roles.pop(),
+        lambda: roles.remove("a"),
+        lambda: roles.clear(),
+        lambda: roles.sort(),
+        lambda: roles.reverse(),
+        lambda: realm.__setitem__("roles", ["admin"]),
+        lambda: realm.update(roles=["admin"]),
+        lambda: realm.setdefault("x", 1),
+        lambda: realm.__ior__({"roles": ["admin"]}),
+        lambda: realm["roles"].append("admin"),
+        lambda: inner.append(2),
+        lambda: inner[1].__setitem__("k", "changed"),
+        lambda: claims_.header["x"].append(2),
+    ]
+    for change in changes:
+        with pytest.raises(TypeError, match="read-only"):
+            change()
+
+    assert claims_["roles"] == ["a", "b"] and claims_["realm_access"] == nested
+    assert claims_.header["x"] == [1]
+    assert isinstance(roles, list) and isinstance(realm, dict) and isinstance(inner[1], dict)
+    assert json.loads(json.dumps(claims_))["realm_access"] == nested
+    mine = list(roles)  # a private copy takes changes
+    mine.append("admin")
+    for copied in (copy.copy(realm), copy.deepcopy(realm), pickle.loads(pickle.dumps(realm))):
+        assert copied == nested
+        with pytest.raises(TypeError):
+            copied["deeper"][0].append(2)
+
+
+@pytest.mark.parametrize(
+    "values", [(1, 1.0, True), (True, 1.0, 1), (0, 0.0, False, -0.0)], ids=["1", "true", "0"]
+)
+def test_shared_header_and_claim_values_keep_their_type(
+    clock: FakeClock, values: tuple[Any, ...]
+) -> None:
+    # Equal values of other types (1 == 1.0 == True) are distinct JSON values:
+    # an interned header or claim must not hand one token another's.
+    v = validator(clock)
+    for value in values:
+        token = make_token(RSA, now=clock(), header={"x": value}, acr=value, type=value)
+
+        info = v.validate(token)
+
+        for seen in (info.token.header["x"], info.token["acr"], info.token["type"]):
+            assert (type(seen), repr(seen)) == (type(value), repr(value))
+
+
+def test_freezing_is_not_recursive() -> None:
+    # A token nests as deep as the JSON parser allows: freezing must not hit the stack limit.
+    deep: Any = ["bottom"]
+    for _ in range(sys.getrecursionlimit() * 3):
+        deep = [1, {"k": deep}]
+    frozen = AccessTokenClaims({"deep": deep})["deep"]
+
+    assert isinstance(frozen, FrozenList) and isinstance(frozen[1], FrozenDict)
+    while isinstance(frozen, FrozenList) and frozen != ["bottom"]:
+        frozen = frozen[1]["k"]
+    assert isinstance(frozen, FrozenList)
+    with pytest.raises(TypeError):
+        frozen.append(1)
+
+
 @pytest.mark.parametrize(
     ("overrides", "description"),
     [
@@ -115,6 +204,9 @@ def test_claims_are_read_only_but_copy(clock: FakeClock) -> None:
         ({"aud": ["https://other.example.com", "x"]}, "audience mismatch"),
         ({"aud": {"https://api.example.com": 1}}, "audience mismatch"),
         ({"aud": None}, "missing claim: aud"),
+        ({"sub": 123}, "invalid claim: sub"),
+        ({"sub": ["user-1"]}, "invalid claim: sub"),
+        ({"sub": {"id": "user-1"}}, "invalid claim: sub"),
     ],
     ids=[
         "exp-passed-by-1s",
@@ -133,6 +225,9 @@ def test_claims_are_read_only_but_copy(clock: FakeClock) -> None:
         "aud-list-without-ours",
         "aud-object",
         "aud-missing",
+        "sub-number",
+        "sub-list",
+        "sub-object",
     ],
 )
 def test_claim_rules(clock: FakeClock, overrides: dict[str, Any], description: str) -> None:
@@ -145,6 +240,14 @@ def test_claim_rules(clock: FakeClock, overrides: dict[str, Any], description: s
     token = make_token(RSA, now=now, **relative)
 
     assert refusal(validator(clock), token) == description
+
+
+def test_a_null_sub_is_refused_and_no_sub_is_allowed(clock: FakeClock) -> None:
+    payload = {**claims(clock()), "sub": None}  # JSON null (claims() drops None)
+    null_sub = sign_raw(RSA, {"alg": "RS256", "kid": "rsa-1"}, payload)
+
+    assert refusal(validator(clock), null_sub) == "invalid claim: sub"
+    assert validator(clock).validate(make_token(RSA, now=clock(), sub=None)).subject is None
 
 
 def test_an_expired_token_raises_token_expired(clock: FakeClock) -> None:
@@ -185,27 +288,54 @@ def test_any_audience_must_be_asked_for(clock: FakeClock) -> None:
     assert v.validate(token).subject == "user-1"
 
 
-@pytest.mark.parametrize(
-    ("typ", "accepted"),
-    [
-        ("at+jwt", True),
-        ("application/at+jwt", True),
-        ("AT+JWT", True),
-        ("JWT", False),
-        (None, False),
-        (["at+jwt"], False),
-    ],
-    ids=["at+jwt", "application-at+jwt", "uppercase", "JWT", "missing", "list"],
-)
-def test_require_typ(clock: FakeClock, typ: Any, accepted: bool) -> None:
-    token = make_token(RSA, now=clock(), header={"typ": typ})
-    strict = validator(clock, require_typ=True)
+TYPES = {
+    # typ: (accepted with require_typ=True, accepted by default)
+    "at+jwt": (True, True),
+    "application/at+jwt": (True, True),
+    "AT+JWT": (True, True),
+    "Application/At+JWT": (True, True),
+    "JWT": (False, True),
+    "jwt": (False, True),
+    "application/jwt": (False, True),
+    None: (False, True),  # no typ at all
+    # Other kinds of JWT (RFC 8725 §3.11): never an access token.
+    "dpop+jwt": (False, False),
+    "logout+jwt": (False, False),
+    "secevent+jwt": (False, False),
+    "id_token+jwt": (False, False),
+    "application/dpop+jwt": (False, False),
+    "text/at+jwt": (False, False),
+    "at+jwt; x=1": (False, False),
+}
 
-    if accepted:
-        assert strict.validate(token).subject == "user-1"
-    else:
-        assert refusal(strict, token) == "wrong token type"
-    assert validator(clock).validate(token).subject == "user-1"  # not required: any typ
+
+@pytest.mark.parametrize(
+    ("typ", "strict_accepts", "default_accepts"),
+    [(typ, *verdicts) for typ, verdicts in TYPES.items()],
+    ids=[str(typ) for typ in TYPES],
+)
+def test_typ(
+    clock: FakeClock, typ: str | None, strict_accepts: bool, default_accepts: bool
+) -> None:
+    token = make_token(RSA, now=clock(), header={"typ": typ})  # None: no typ
+
+    for v, accepted in (
+        (validator(clock, require_typ=True), strict_accepts),
+        (validator(clock), default_accepts),
+    ):
+        if accepted:
+            assert v.validate(token).subject == "user-1"
+        else:
+            assert refusal(v, token) == "wrong token type"
+
+
+@pytest.mark.parametrize("typ", ["", None, ["at+jwt"], {"at+jwt": 1}, 1], ids=repr)
+def test_an_empty_or_non_string_typ_is_refused(clock: FakeClock, typ: Any) -> None:
+    # sign_raw: PyJWT would drop an empty typ.
+    token = sign_raw(RSA, {"alg": "RS256", "kid": "rsa-1", "typ": typ}, claims(clock()))
+
+    assert refusal(validator(clock), token) == "wrong token type"
+    assert refusal(validator(clock, require_typ=True), token) == "wrong token type"
 
 
 def test_required_claims(clock: FakeClock) -> None:
@@ -294,16 +424,53 @@ def test_algorithms_limit_what_is_accepted(clock: FakeClock) -> None:
 
 def test_default_algorithms_are_those_of_the_keys(clock: FakeClock) -> None:
     assert validator(clock, RSA).algorithms == {"RS256"}
-    bare_rsa = {k: v for k, v in RSA.jwk().items() if k != "alg"}
-    assert validator(clock, bare_rsa).algorithms == {
-        "RS256",
-        "RS384",
-        "RS512",
-        "PS256",
-        "PS384",
-        "PS512",
-    }
     assert validator(clock, EC, ED).algorithms == {"ES256", "EdDSA"}
+    assert validator(clock, cached_keypair("PS256", "ps-1")).algorithms == {"PS256"}
+
+
+@pytest.mark.parametrize(
+    ("key", "usual"),
+    [
+        (RSA, {"RS256"}),
+        (cached_keypair("PS256", "ps-1"), {"RS256"}),
+        (EC, {"ES256"}),
+        (cached_keypair("ES384", "ec384-1"), {"ES384"}),
+        (cached_keypair("ES512", "ec521-1"), {"ES512"}),
+        (ED, {"EdDSA", "Ed25519"}),  # two names of one algorithm (RFC 9864)
+        (cached_keypair("Ed25519", "ed25519-1"), {"EdDSA", "Ed25519"}),
+    ],
+    ids=["rsa", "rsa-used-for-ps256", "p-256", "p-384", "p-521", "eddsa", "ed25519"],
+)
+def test_a_key_without_alg_verifies_one_algorithm_by_default(
+    clock: FakeClock, key: Keypair, usual: set[str]
+) -> None:
+    # RFC 8725 §3.1: one algorithm per key. An RSA key without alg used to verify
+    # RS256 to RS512 and PS256 to PS512 alike.
+    v = validator(clock, key.jwk(alg=None))
+
+    assert v.algorithms == usual
+    if key.alg in usual:
+        assert v.validate(make_token(key, now=clock())).subject == "user-1"
+    else:
+        assert refusal(v, make_token(key, now=clock())) == "algorithm not allowed"
+
+
+def test_a_key_without_alg_verifies_the_configured_algorithms_of_its_type(
+    clock: FakeClock,
+) -> None:
+    bare = RSA.jwk(alg=None)
+    v = validator(clock, bare, EC, algorithms=["PS256", "RS256", "ES256", "ES384"])
+
+    assert v.algorithms == {"RS256", "PS256", "ES256"}
+    for alg in ("RS256", "PS256"):
+        token = make_token(Keypair(alg, "rsa-1", RSA.private_key), now=clock())
+        assert v.validate(token).subject == "user-1"
+    rs384 = make_token(Keypair("RS384", "rsa-1", RSA.private_key), now=clock())
+    assert refusal(v, rs384) == "algorithm not allowed"
+    # A key with alg verifies only that one, and only if it is allowed.
+    assert validator(clock, RSA, EC, algorithms=["PS256", "ES256"]).algorithms == {"ES256"}
+    with pytest.raises(ValueError, match="no usable"):
+        validator(clock, RSA, algorithms=["PS256"])
 
 
 def test_a_key_only_verifies_its_own_algorithm(clock: FakeClock) -> None:
@@ -313,6 +480,22 @@ def test_a_key_only_verifies_its_own_algorithm(clock: FakeClock) -> None:
 
     assert v.algorithms == {"RS256", "PS256"}
     assert refusal(v, make_token(pss, now=clock())) == "algorithm not allowed"
+
+
+def test_ed25519_is_the_fully_specified_name_of_eddsa_with_ed25519(clock: FakeClock) -> None:
+    # RFC 9864 deprecates "EdDSA" for "Ed25519"; a key with an alg verifies only it.
+    fully_specified = Keypair("Ed25519", "ed-1", ED.private_key)
+    v = validator(clock, ED.jwk(alg=None), algorithms=["Ed25519"])
+
+    assert v.algorithms == {"Ed25519"}
+    assert v.validate(make_token(fully_specified, now=clock())).token.header["alg"] == "Ed25519"
+    assert refusal(v, make_token(ED, now=clock())) == "algorithm not allowed"
+    assert refusal(validator(clock, ED), make_token(fully_specified, now=clock())) == (
+        "algorithm not allowed"
+    )
+    tagged = validator(clock, ED.jwk(alg="Ed25519"))
+    assert tagged.validate(make_token(fully_specified, now=clock())).subject == "user-1"
+    assert refusal(tagged, make_token(ED, now=clock())) == "algorithm not allowed"
 
 
 def test_peek_expiry_reads_exp_without_verifying(clock: FakeClock) -> None:

@@ -577,6 +577,8 @@ def test_deeply_nested_json_is_refused_or_ignored_never_a_crash(
 
 
 unicode_text = st.text(max_size=12)
+#: The typ values a JWT access token may carry (others are refused by default).
+ACCESS_TOKEN_TYPES = {"at+jwt", "application/at+jwt", "jwt", "application/jwt"}
 
 
 @st.composite
@@ -606,7 +608,12 @@ def unicode_tokens(draw: st.DrawFn) -> tuple[str, bool]:
         json.dumps(header, ensure_ascii=ascii_only),
         json.dumps(claims, ensure_ascii=ascii_only),
     )
-    must_refuse = claims["iss"] != ISSUER or claims["aud"] != AUDIENCE or header["kid"] != EC.kid
+    must_refuse = (
+        claims["iss"] != ISSUER
+        or claims["aud"] != AUDIENCE
+        or header["kid"] != EC.kid
+        or header["typ"].lower() not in ACCESS_TOKEN_TYPES
+    )
     return token, must_refuse
 
 

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import jwt
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from jwt.algorithms import Algorithm, get_default_algorithms
 
 from ._credentials import json_object
@@ -32,20 +31,29 @@ __all__ = ["ASYMMETRIC_ALGORITHMS", "JWKSFetcher", "KeySet", "VerifyKey", "json_
 
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+#: Ed25519 keys: RFC 8037's polymorphic "EdDSA", and "Ed25519", the fully
+#: specified name RFC 9864 replaces it with. The same signature either way, so
+#: a key without ``alg`` verifies both.
+_ED25519_ALGORITHMS = frozenset({"EdDSA", "Ed25519"})
+#: What an RSA key without ``alg`` verifies when no ``algorithms`` are configured.
+_RSA_DEFAULT = frozenset({"RS256"})
 #: Every algorithm a token may name: public-key signatures only. ``none`` and
 #: HS* are absent on purpose (RFC 8725 §3.1, §3.2): a public key used as an
 #: HMAC secret would let anyone sign.
-ASYMMETRIC_ALGORITHMS = _RSA_ALGORITHMS | frozenset(_EC_ALGORITHMS.values()) | {"EdDSA"}
+ASYMMETRIC_ALGORITHMS = _RSA_ALGORITHMS | frozenset(_EC_ALGORITHMS.values()) | _ED25519_ALGORITHMS
 #: RFC 7518 §3.3: RSA keys MUST be 2048 bits or larger.
 MIN_RSA_BITS = 2048
 
 
-#: PyJWT's verifier for each allowed algorithm, made once.
+#: PyJWT's verifier for each allowed algorithm, made once. PyJWT names Ed25519
+#: "EdDSA" only; its EdDSA verifier checks an Ed25519 key's signature, and keys
+#: for "Ed25519" are Ed25519 keys (checked in ``_parse_key``), never Ed448 ones.
 _VERIFIERS: dict[str, Algorithm] = {
     name: algorithm
     for name, algorithm in get_default_algorithms().items()
     if name in ASYMMETRIC_ALGORITHMS
 }
+_VERIFIERS["Ed25519"] = _VERIFIERS["EdDSA"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,34 +81,51 @@ class _SkippedKey(Exception):
     """A JWK that cannot be used; the message says why, for the log."""
 
 
-def _key_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
-    kty, alg, crv = jwk.get("kty"), jwk.get("alg"), jwk.get("crv")
-    if not isinstance(alg, str | None) or not isinstance(crv, str | None):
-        raise _SkippedKey("alg or crv is not a string")
+def _key_family(jwk: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """The algorithms a key's ``kty`` and ``crv`` suit, and the one it verifies by default."""
+    kty, crv = jwk.get("kty"), jwk.get("crv")
+    if not isinstance(crv, str | None):
+        raise _SkippedKey("crv is not a string")
     if kty == "RSA":
-        family = _RSA_ALGORITHMS
-    elif kty == "EC":
+        return _RSA_ALGORITHMS, _RSA_DEFAULT
+    if kty == "EC":
         curve_alg = _EC_ALGORITHMS.get(crv or "")
         if curve_alg is None:
             raise _SkippedKey("unsupported EC curve")
-        family = frozenset({curve_alg})
-    elif kty == "OKP":
+        return frozenset({curve_alg}), frozenset({curve_alg})
+    if kty == "OKP":
         if crv != "Ed25519":
             raise _SkippedKey("unsupported OKP curve")
-        family = frozenset({"EdDSA"})
-    elif kty == "oct":
+        return _ED25519_ALGORITHMS, _ED25519_ALGORITHMS
+    if kty == "oct":
         raise _SkippedKey("symmetric key (kty 'oct') never used")
-    else:
-        raise _SkippedKey("unsupported kty")
+    raise _SkippedKey("unsupported kty")
+
+
+def _key_algorithms(jwk: Mapping[str, Any], allowed: frozenset[str] | None) -> frozenset[str]:
+    """What one key may verify: its own ``alg`` if allowed; without one, the
+    allowed algorithms that suit its type, or (``allowed`` None) its type's default.
+
+    RFC 8725 §3.1: each key is used with one algorithm. A key without ``alg``
+    would otherwise verify every algorithm of its family (RS*, PS*), so a
+    signature made with another padding or hash than the issuer's still passes.
+    """
+    family, default = _key_family(jwk)
+    alg = jwk.get("alg")
     if alg is None:
-        return family
+        return default if allowed is None else family & allowed
+    if not isinstance(alg, str):
+        raise _SkippedKey("alg is not a string")
     if alg not in family:
         raise _SkippedKey("alg does not suit its kty/crv, or is not supported")
-    return frozenset({alg})
+    return frozenset({alg}) if allowed is None or alg in allowed else frozenset()
 
 
-def _parse_key(jwk: Any, allowed: frozenset[str]) -> VerifyKey | None:
-    """One JWK as a :class:`VerifyKey`; None when no allowed algorithm suits it."""
+def _parse_key(jwk: Any, allowed: frozenset[str] | None) -> VerifyKey | None:
+    """One JWK as a :class:`VerifyKey`; None when no allowed algorithm suits it.
+
+    ``allowed`` is the validator's ``algorithms``; None when none were given.
+    """
     if not isinstance(jwk, Mapping):
         raise _SkippedKey("not a JSON object")
     kid = jwk.get("kid")
@@ -111,15 +136,17 @@ def _parse_key(jwk: Any, allowed: frozenset[str]) -> VerifyKey | None:
     ops = jwk.get("key_ops")
     if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
         raise _SkippedKey("not a verification key (key_ops)")
-    algorithms = _key_algorithms(jwk) & allowed
+    algorithms = _key_algorithms(jwk, allowed)
     if not algorithms:
         return None
     try:
-        key = jwt.PyJWK(dict(jwk), min(algorithms)).key
+        key = _VERIFIERS[min(algorithms)].from_jwk(dict(jwk))
     except Exception as exc:  # untrusted input: a bad key is skipped, never a crash
         raise _SkippedKey(f"cannot be imported ({type(exc).__name__})") from exc
     if "d" in jwk or not hasattr(key, "verify"):
         raise _SkippedKey("private key material in a public key set")
+    if algorithms & _ED25519_ALGORITHMS and not isinstance(key, ed25519.Ed25519PublicKey):
+        raise _SkippedKey("not an Ed25519 key")
     if isinstance(key, rsa.RSAPublicKey) and key.key_size < MIN_RSA_BITS:
         raise _SkippedKey(f"RSA key shorter than {MIN_RSA_BITS} bits")
     return VerifyKey(kid, key, {alg: _VERIFIERS[alg] for alg in sorted(algorithms)})
@@ -148,8 +175,12 @@ class KeySet:
         self.algorithms = frozenset(self._by_alg)
 
     @classmethod
-    def parse(cls, document: Any, allowed: frozenset[str], source: str) -> KeySet:
-        """Parse a JWKS document (``{"keys": [...]}``); raise ValueError if it is not one."""
+    def parse(cls, document: Any, allowed: frozenset[str] | None, source: str) -> KeySet:
+        """Parse a JWKS document (``{"keys": [...]}``); raise ValueError if it is not one.
+
+        ``allowed``: the configured algorithms, or None for each key's own
+        ``alg`` (its type's default when it has none).
+        """
         found = document.get("keys") if isinstance(document, Mapping) else None
         if not isinstance(found, list):
             raise ValueError("not a JWKS document (no 'keys' list)")
@@ -237,7 +268,7 @@ class JWKSFetcher:
         issuer: str,
         jwks_uri: str | None = None,
         *,
-        algorithms: frozenset[str] = ASYMMETRIC_ALGORITHMS,
+        algorithms: frozenset[str] | None = None,
         lifespan: float = 600.0,
         min_refetch: float = 30.0,
         max_stale: float = 86400.0,

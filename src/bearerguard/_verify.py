@@ -18,7 +18,7 @@ from ._http import FetchError
 from .cli import printable
 from .errors import BearerGuardError, SigningKeysUnavailableError
 from .validators.base import scopes_of
-from .validators.jwt import JWTBearerTokenValidator
+from .validators.jwt import JWTBearerTokenValidator, _typ_allowed
 
 __all__ = ["verify"]
 
@@ -99,10 +99,13 @@ def _checks(
         checks.append(Check("nbf", nbf <= now + validator.leeway, f"{nbf - now:+.0f} s from now"))
     else:
         checks.append(Check("nbf", None, "not present"))
+    cnf = claims.get("cnf")
+    bound = "none" if cnf is None else "bound to a key (DPoP/mTLS): not a bearer token"
+    checks.append(Check("cnf", cnf is None, bound))
     typ = header.get("typ")
-    typ_ok = str(typ).lower() in ("at+jwt", "application/at+jwt") if validator.require_typ else None
+    wanted_typ = "at+jwt" if validator.require_typ else "at+jwt, JWT or none"
     checks.append(
-        Check("typ", typ_ok, f"{typ!r}" + ("" if validator.require_typ else " (not required)"))
+        Check("typ", _typ_allowed(header, validator.require_typ), f"{typ!r}, want {wanted_typ}")
     )
     have = scopes_of(claims.get("scope") or claims.get("scp"))
     need = frozenset(scope.split())

@@ -19,6 +19,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, NoReturn, Protocol
 from urllib.parse import quote, urlencode
 
+from .._frozen import FrozenDict, freeze
 from .._http import FetchError, HTTPClient, check_url, default_client
 from .._log import throttled
 from ..errors import (
@@ -45,30 +46,25 @@ class AnswerCache(Protocol):
     def put(self, key: str, value: bytes, ttl: float) -> None: ...
 
 
-class IntrospectionToken(dict[str, Any]):
+class IntrospectionToken(FrozenDict):
     """``current_token`` for an introspected token: the server's answer.
 
     A mapping (``current_token["sub"]``, ``current_token.get("username")``)
     with Authlib's ``get_scope()``. It is shared by every request presenting
-    the token while it is cached, so it refuses changes; ``dict(token)`` is a
-    private, mutable copy.
+    the token while it is cached, so it refuses changes, and so do the lists
+    and objects in it; ``dict(token)`` is a private, mutable copy of the top level.
     """
 
     __slots__ = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        answer = dict(*args, **kwargs)
+        dict.__init__(self, {name: freeze(value) for name, value in answer.items()})
 
     def get_scope(self) -> str:
         """The granted scopes, space-separated (RFC 7662 ``scope``)."""
         scope = self.get("scope")
         return scope if isinstance(scope, str) else ""
-
-    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise TypeError("token claims are read-only; copy them with dict(token)")
-
-    __setitem__ = __delitem__ = __ior__ = _read_only
-    clear = pop = popitem = setdefault = update = _read_only
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (dict(self),))
 
 
 class IntrospectionTokenValidator(TokenValidator):

@@ -19,10 +19,10 @@ import re
 import sys
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from types import MappingProxyType
 from typing import Any, Final, NoReturn
 
 from .._credentials import b64url_decode, peek_jws
+from .._frozen import FrozenDict, freeze
 from .._http import HTTPClient
 from .._jwks import ASYMMETRIC_ALGORITHMS, JWKSFetcher, KeySet, VerifyKey, json_object
 from ..errors import InvalidTokenError, TokenExpiredError
@@ -37,8 +37,15 @@ _B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 #: low 4 (2) bits, past the data, are zero (RFC 4648 §3.5). Cheaper than
 #: encoding the decoded bytes again to compare.
 _CANONICAL_LAST = {2: frozenset(_B64URL[::16]), 3: frozenset(_B64URL[::4])}
-#: RFC 9068 §4: the only ``typ`` values a JWT access token may carry.
+#: RFC 9068 §4: the ``typ`` of a JWT access token. Media types are
+#: case-insensitive (compared lowered) and ``application/`` may be left out
+#: (RFC 7515 §4.1.9), so each value is listed both ways.
 _AT_JWT = frozenset({"at+jwt", "application/at+jwt"})
+#: ``typ`` values accepted when ``at+jwt`` is not required (or no ``typ``):
+#: plain ``JWT`` too (RFC 7519 §5.1), as many servers still send. Any other
+#: names another kind of JWT (``dpop+jwt``, ``logout+jwt``, ``secevent+jwt``,
+#: ``id_token+jwt``...), which must not pass for an access token (RFC 8725 §3.11).
+_ACCESS_TOKEN_TYPES = _AT_JWT | {"jwt", "application/jwt"}
 #: Every claim RFC 9068 §2.2 makes mandatory; pass as ``required_claims=`` for strict profiles.
 RFC9068_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
 
@@ -55,19 +62,20 @@ class _AnyAudience:
 ANY_AUDIENCE: Final = _AnyAudience()
 
 
-class AccessTokenClaims(dict[str, Any]):
+class AccessTokenClaims(FrozenDict):
     """``current_token`` for a JWT: its verified claims, read-only.
 
     A mapping (``current_token["sub"]``) with Authlib's ``get_scope()`` and the
     JOSE ``header``. It is shared by every request that presents the same
-    token while the token is cached, so it refuses changes; ``dict(token)``
-    is a private, mutable copy.
+    token while the token is cached, so it refuses changes, and so do the
+    lists and objects in it (``current_token["roles"]`` is a read-only
+    ``list``); ``dict(token)`` is a private, mutable copy of the top level.
     """
 
     __slots__ = ("header",)
 
     def __init__(self, claims: Mapping[str, Any], header: Mapping[str, Any] | None = None) -> None:
-        super().__init__(_shared_claims(claims))
+        dict.__init__(self, _shared_claims(claims))
         self.header: Mapping[str, Any] = _shared_header(header or {})
 
     def get_scope(self) -> str:
@@ -79,12 +87,6 @@ class AccessTokenClaims(dict[str, Any]):
         if isinstance(scp, list):
             return " ".join(s for s in scp if isinstance(s, str))
         return ""
-
-    def _read_only(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise TypeError("token claims are read-only; copy them with dict(token)")
-
-    __setitem__ = __delitem__ = __ior__ = _read_only
-    clear = pop = popitem = setdefault = update = _read_only
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (dict(self), dict(self.header)))
@@ -100,11 +102,12 @@ class AccessTokenClaims(dict[str, Any]):
 # the values of claims that repeat are shared, so unique ones cannot fill it.
 _SHARED_MAX = 4096
 _shared_values: dict[str, str] = {}
-_shared_headers: dict[tuple[tuple[str, Any], ...], Mapping[str, Any]] = {}
+_shared_headers: dict[tuple[tuple[str, str], ...], Mapping[str, Any]] = {}
 _shared_scopes: dict[str, frozenset[str]] = {}
 
 
 def _share(value: Any) -> Any:
+    # Strings only: a key of 1 would also find 1.0 and True, which are equal.
     if type(value) is not str or len(value) > 128:
         return value
     shared = _shared_values.get(value)
@@ -115,6 +118,7 @@ def _share(value: Any) -> Any:
     return value
 
 
+_CONTAINERS = frozenset({list, dict})
 #: Claims whose values repeat from token to token (not jti, exp, sub...).
 _SHARED_NAMES = frozenset(
     {"iss", "aud", "azp", "client_id", "scope", "typ", "alg", "kid", "token_use", "acr", "type"}
@@ -122,20 +126,34 @@ _SHARED_NAMES = frozenset(
 
 
 def _shared_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The claims with repeating strings shared, and lists and objects frozen."""
     return {
-        sys.intern(name): _share(value) if name in _SHARED_NAMES else value
+        sys.intern(name): freeze(value)
+        if type(value) in _CONTAINERS
+        else _share(value)
+        if name in _SHARED_NAMES
+        else value
         for name, value in claims.items()
     }
 
 
+def _frozen_header(header: Mapping[str, Any]) -> FrozenDict:
+    frozen = dict.__new__(FrozenDict)
+    dict.update(frozen, _shared_claims(header))
+    return frozen
+
+
 def _shared_header(header: Mapping[str, Any]) -> Mapping[str, Any]:
-    try:
-        key = tuple(header.items())
-        shared = _shared_headers.get(key)
-    except TypeError:  # a list or object value: not shared
-        return MappingProxyType(dict(header))
+    for value in header.values():
+        if type(value) is not str:
+            # Only headers of strings are shared. 1, 1.0 and True are equal and
+            # hash alike, so a key holding them would give a token the header
+            # of an earlier one (its x: true read back as 1).
+            return _frozen_header(header)
+    key = tuple(header.items())
+    shared = _shared_headers.get(key)
     if shared is None:
-        shared = MappingProxyType(_shared_claims(header))
+        shared = _frozen_header(header)
         if len(_shared_headers) < _SHARED_MAX:
             _shared_headers[key] = shared
     return shared
@@ -181,17 +199,25 @@ class JWTBearerTokenValidator(TokenValidator):
     then ``/.well-known/oauth-authorization-server``), whose ``issuer`` must be
     this one. Register one validator per trusted issuer.
 
+    Tokens bound to a key (a ``cnf`` claim: DPoP, RFC 9449; mTLS, RFC 8705)
+    are refused: they are not bearer tokens, and no proof is checked here.
+
     :param issuer: the exact ``iss`` accepted.
     :param audience: this resource server's identifier(s); the token's ``aud``
         must contain one. :data:`ANY_AUDIENCE` skips the check.
-    :param algorithms: allowed ``alg`` values; default every public-key
-        algorithm of the keys (RS*, PS*, ES*, EdDSA). ``none`` and HS* are
-        refused.
+    :param algorithms: allowed ``alg`` values. A key with ``alg`` verifies
+        that one algorithm, if allowed; a key without verifies those of these
+        that suit its type. By default each key's own ``alg``, and for a key
+        without one its type's usual algorithm only (RFC 8725 §3.1): RS256 for
+        RSA, ES256/ES384/ES512 for P-256/P-384/P-521, and for Ed25519 EdDSA and
+        Ed25519 (its fully specified name, RFC 9864). ``none`` and HS* are refused.
     :param leeway: seconds of clock skew allowed for ``nbf`` and ``iat`` (a
         token issued by a server whose clock runs ahead). ``exp`` gets none:
         the token's cache entry and any revocation end at ``exp``, so must the
         token.
-    :param require_typ: require the RFC 9068 header ``typ: at+jwt``.
+    :param require_typ: require the RFC 9068 header ``typ: at+jwt``. Without
+        it, ``typ`` may also be absent or ``JWT``; any other type (``dpop+jwt``,
+        ``logout+jwt``, ...) is refused either way.
     :param required_claims: claims that must be present, besides ``iss``,
         ``exp`` and ``aud`` (see :data:`RFC9068_CLAIMS`).
     :param claims_equal: ``{claim: value}`` each claim must equal.
@@ -242,7 +268,9 @@ class JWTBearerTokenValidator(TokenValidator):
             raise ValueError("pass jwks or jwks_uri, not both")
         self.issuer = issuer
         self.audiences = _audiences(audience)
-        self.algorithms = _allowed(algorithms)
+        # None: each key's own alg (RFC 8725 §3.1), its type's default without one.
+        configured = _allowed(algorithms)
+        self.algorithms = ASYMMETRIC_ALGORITHMS if configured is None else configured
         if leeway < 0:
             raise ValueError("leeway must not be negative")
         self.leeway = float(leeway)
@@ -258,7 +286,7 @@ class JWTBearerTokenValidator(TokenValidator):
         self._static: KeySet | None = None
         self.fetcher: JWKSFetcher | None = None
         if jwks is not None:
-            self._static = KeySet.parse(jwks, self.algorithms, "jwks=")
+            self._static = KeySet.parse(jwks, configured, "jwks=")
             if not self._static:
                 raise ValueError("jwks holds no usable public signing key")
             self.algorithms = self._static.algorithms
@@ -266,7 +294,7 @@ class JWTBearerTokenValidator(TokenValidator):
             self.fetcher = JWKSFetcher(
                 issuer,
                 jwks_uri,
-                algorithms=self.algorithms,
+                algorithms=configured,
                 lifespan=jwks_lifespan,
                 min_refetch=jwks_min_refetch,
                 max_stale=jwks_max_stale,
@@ -352,10 +380,8 @@ class JWTBearerTokenValidator(TokenValidator):
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             _refuse("malformed token")
-        if self.require_typ:
-            typ = header.get("typ")
-            if not isinstance(typ, str) or typ.lower() not in _AT_JWT:
-                _refuse("wrong token type")
+        if not _typ_allowed(header, self.require_typ):
+            _refuse("wrong token type")
         # jku, x5u, jwk and x5c are never read: keys come from configuration only.
 
     def stats(self) -> dict[str, int]:
@@ -392,6 +418,10 @@ class JWTBearerTokenValidator(TokenValidator):
     def _check_claims(self, claims: dict[str, Any], header: Mapping[str, Any]) -> None:
         if claims.get("iss") != self.issuer:
             _refuse("issuer mismatch")
+        if not isinstance(claims.get("sub", ""), str):
+            # RFC 7519 §4.1.2: a StringOrURI. A number or a list would be no
+            # subject at all, so revoke_subject could never match the token.
+            _refuse("invalid claim: sub")
         now = self.clock()
         leeway = self.leeway
         exp = _time_claim(claims, "exp")
@@ -407,6 +437,7 @@ class JWTBearerTokenValidator(TokenValidator):
         iat = _time_claim(claims, "iat")
         if iat is not None and iat > now + leeway:
             _refuse("token issued in the future")
+        _refuse_sender_constrained(claims)
         if self.audiences is not None:
             aud = claims.get("aud")
             if aud is None:
@@ -425,6 +456,29 @@ class JWTBearerTokenValidator(TokenValidator):
                 _refuse(f"claim mismatch: {name}")
         if self.claims_check is not None and not self.claims_check(claims, header):
             _refuse("claims check failed")
+
+
+def _refuse_sender_constrained(claims: Mapping[str, Any]) -> None:
+    """Refuse a token bound to a key (``cnf``) when it is presented as a bearer token.
+
+    RFC 9449 §7.2: a DPoP-bound token (``cnf.jkt``) must not be accepted as a
+    bearer token; a certificate-bound one (``cnf["x5t#S256"]``, RFC 8705 §3)
+    is only as good as the TLS client certificate it names, and any other
+    ``cnf`` (RFC 7800) asks for a proof of possession too. This validator sees
+    no proof, so every ``cnf`` is refused, as the introspection validator does.
+    DPoP and mTLS support replace this one check.
+    """
+    if claims.get("cnf") is not None:
+        _refuse("sender-constrained token presented as a bearer token")
+
+
+def _typ_allowed(header: Mapping[str, Any], require_at_jwt: bool) -> bool:
+    """Whether the header's ``typ`` marks an access token (``at+jwt`` only when required)."""
+    typ = header.get("typ", _MISSING)
+    if typ is _MISSING:
+        return not require_at_jwt
+    accepted = _AT_JWT if require_at_jwt else _ACCESS_TOKEN_TYPES
+    return isinstance(typ, str) and typ.lower() in accepted
 
 
 def _check_segment(segment: str) -> None:
@@ -489,9 +543,9 @@ def _wanted(name: str, values: str | Iterable[str]) -> frozenset[str]:
     return wanted
 
 
-def _allowed(algorithms: Iterable[str] | None) -> frozenset[str]:
+def _allowed(algorithms: Iterable[str] | None) -> frozenset[str] | None:
     if algorithms is None:
-        return ASYMMETRIC_ALGORITHMS
+        return None
     if isinstance(algorithms, str):
         algorithms = (algorithms,)
     allowed = frozenset(algorithms)
