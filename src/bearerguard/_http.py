@@ -23,6 +23,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -77,16 +78,26 @@ class _Watchdog:
 
     def arm(self, deadline: float, conn: http.client.HTTPConnection) -> list[Any]:
         entry = [deadline, next(self._seq), conn]
+        if self._pid != os.getpid():
+            self._start()
         with self._cond:
-            if self._pid != os.getpid():  # first use here, or a forked child: no thread yet
-                self._pid = os.getpid()
-                self._heap = []
-                threading.Thread(
-                    target=self._run, name="bearerguard-http-watchdog", daemon=True
-                ).start()
             heapq.heappush(self._heap, entry)
             self._cond.notify()
         return entry
+
+    def _start(self) -> None:
+        # First use in this process, or a child forked without the at-fork hook
+        # (uWSGI calls none by default): the parent's thread is not here, and
+        # its condition may have been held at the fork.
+        with _fork_lock:
+            if self._pid == os.getpid():
+                return
+            self._cond = threading.Condition()
+            self._heap = []
+            thread = threading.Thread(target=self._run, name="bearerguard-http-watchdog")
+            thread.daemon = True
+            thread.start()
+            self._pid = os.getpid()
 
     @staticmethod
     def disarm(entry: list[Any]) -> None:
@@ -109,6 +120,7 @@ class _Watchdog:
                     sock.shutdown(socket.SHUT_RDWR)
 
 
+_fork_lock = threading.Lock()
 _watchdog = _Watchdog()
 
 
@@ -121,7 +133,15 @@ def _close(conn: http.client.HTTPConnection, response: http.client.HTTPResponse 
 
 
 class HTTPClient:
-    """Thread-safe; keeps up to ``pool_size`` idle connections per origin."""
+    """Thread-safe; keeps up to ``pool_size`` idle connections per origin.
+
+    Fork-safe: a child process never uses a connection its parent opened. A
+    socket inherited through ``fork()`` is the parent's connection too, so two
+    processes writing requests on it would read each other's answers (under
+    gunicorn ``--preload``, a warm-up request in the master leaves one that
+    every worker inherits). The pool is dropped in the child by an at-fork
+    hook, and again on first use wherever the process id changed without it.
+    """
 
     def __init__(
         self,
@@ -135,6 +155,8 @@ class HTTPClient:
         self.clock = clock
         self._idle: dict[Origin, list[http.client.HTTPConnection]] = {}
         self._lock = threading.Lock()
+        self._pid = os.getpid()
+        _clients.add(self)
 
     def request(
         self,
@@ -212,6 +234,8 @@ class HTTPClient:
                 raise FetchError("response too large")
 
     def _checkout(self, origin: Origin, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+        if self._pid != os.getpid():
+            self._forget_parent()
         with self._lock:
             idle = self._idle.get(origin)
             conn = idle.pop() if idle else None
@@ -241,6 +265,37 @@ class HTTPClient:
         for idle in pools.values():
             for conn in idle:
                 conn.close()
+
+    def _forget_parent(self) -> None:
+        """In a forked child: drop the connections the parent opened (and its lock)."""
+        with _fork_lock:
+            if self._pid == os.getpid():
+                return  # another thread of this child did it
+            pools, self._idle = self._idle, {}
+            self._lock = threading.Lock()
+            self._pid = os.getpid()
+        for idle in pools.values():
+            for conn in idle:
+                # Closes this process's descriptor only; the parent's stays
+                # open. Never shutdown(), which would cut the parent's too.
+                conn.close()
+
+
+# Every live client, so a forked child can drop what its parent opened.
+_clients: weakref.WeakSet[HTTPClient] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _fork_lock, _default_lock
+    _fork_lock = threading.Lock()
+    _default_lock = threading.Lock()
+    _watchdog._pid = 0  # its thread stayed in the parent: start another on first use
+    for client in list(_clients):
+        client._forget_parent()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 _default: HTTPClient | None = None
