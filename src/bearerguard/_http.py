@@ -1,10 +1,21 @@
 """A small HTTP client for JWKS, discovery and introspection.
 
-Why not urllib or requests: ``urllib.request`` opens a new connection per call
-(introspection pays a TCP handshake every time) and follows redirects;
-``requests`` is not a core dependency. This keeps idle keep-alive connections
-per origin, bounds every response's size and time, never follows redirects,
-and refuses plain http except to loopback hosts.
+What it guarantees: idle keep-alive connections per origin, never shared
+with a forked child; a bounded response size; every exchange bounded as a
+whole in time, retry included; no redirects followed; plain http only to
+loopback hosts; interim (1xx) responses skipped (RFC 9110 §15.2), and a
+connection pooled only when nothing is left unread on it.
+
+Why hand-written, on ``http.client``: ``urllib.request`` opens a connection
+per call (introspection would pay a TCP handshake every time) and follows
+redirects. httpx (on h11) parses 1xx responses, and urllib3 and httpx pool
+connections well, but their timeouts bound each socket operation, not the
+exchange, and neither resets its pool in a forked child (urllib3 #850: the
+maintainers leave that to the caller). Those two properties, the ones a
+resource server under gunicorn needs most, would stay ours on top of either,
+and either would be a new core dependency for what remains: the 1xx
+framing, which ``http.client`` gets wrong (it skips only ``100 Continue``)
+and :class:`_Response` fixes.
 
 Socket timeouts bound each read, not the exchange: a server that drips a byte
 every second never trips a 5 s timeout. So one watchdog thread per process
@@ -19,6 +30,7 @@ import http.client
 import ipaddress
 import itertools
 import os
+import select
 import socket
 import ssl
 import threading
@@ -32,6 +44,8 @@ from urllib.parse import urlsplit
 __all__ = ["FetchError", "HTTPClient", "HTTPResponse", "check_url", "default_client"]
 
 MAX_BYTES = 1 << 20
+#: Interim (1xx) responses skipped before a final one; more is an error.
+MAX_INTERIM = 10
 
 
 class FetchError(Exception):
@@ -124,6 +138,48 @@ _fork_lock = threading.Lock()
 _watchdog = _Watchdog()
 
 
+class _Response(http.client.HTTPResponse):
+    """``http.client``'s response, with every interim (1xx) response skipped.
+
+    ``http.client`` skips only ``100 Continue``: a ``102 Processing`` or a
+    ``103 Early Hints`` is taken as the final answer, and the real one is left
+    on the connection for the next exchange to read as its own. RFC 9110
+    §15.2: a client parses any number of 1xx responses before the final one.
+    A ``101`` answers an Upgrade, which is never sent here: an error.
+    """
+
+    def _read_status(self) -> tuple[str, int, str]:
+        # Called by begin() for each status line; CPython has had it since
+        # 3.0, and typeshed does not declare it (a private method).
+        for _ in range(MAX_INTERIM + 1):
+            version, status, reason = super()._read_status()  # type: ignore[misc]
+            if not 100 <= status < 200:
+                return version, status, reason
+            if status == 101:
+                raise http.client.HTTPException("101 Switching Protocols, never asked for")
+            http.client.parse_headers(self.fp)  # the interim's fields: bounded, and dropped
+        raise http.client.HTTPException(f"more than {MAX_INTERIM} interim responses")
+
+
+class _Connection(http.client.HTTPConnection):
+    response_class = _Response
+
+
+class _TLSConnection(http.client.HTTPSConnection):
+    response_class = _Response
+
+
+def _readable(sock: socket.socket) -> bool:
+    """True if ``sock`` has bytes, or end of stream, waiting: now, without blocking."""
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    if hasattr(select, "poll"):  # select() refuses descriptors past FD_SETSIZE
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])
+
+
 def _close(conn: http.client.HTTPConnection, response: http.client.HTTPResponse | None) -> None:
     # With Connection: close (or no length), http.client hands the socket to
     # the response and forgets it: conn.close() alone leaves it open.
@@ -202,8 +258,8 @@ class HTTPClient:
                 raise FetchError(f"{type(exc).__name__} from {host}") from exc
             finally:
                 _watchdog.disarm(guard)
-            if response.will_close:
-                conn.close()
+            if response.will_close or not response.isclosed():
+                conn.close()  # pooled only once its answer was read to the end
             else:
                 self._checkin(origin, conn)
             if 300 <= response.status < 400:
@@ -236,20 +292,25 @@ class HTTPClient:
     def _checkout(self, origin: Origin, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
         if self._pid != os.getpid():
             self._forget_parent()
-        with self._lock:
-            idle = self._idle.get(origin)
-            conn = idle.pop() if idle else None
-        if conn is not None:
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
+        while True:
+            with self._lock:
+                idle = self._idle.get(origin)
+                conn = idle.pop() if idle else None
+            if conn is None:
+                break
+            sock = conn.sock
+            if sock is None or _readable(sock):
+                # Bytes nobody asked for yet (a stray answer would be read as
+                # the next one's), or the server closed it: never reused.
+                conn.close()
+                continue
+            sock.settimeout(timeout)
             conn.timeout = timeout
             return conn, True
         scheme, host, port = origin
         if scheme == "https":
-            return http.client.HTTPSConnection(
-                host, port, timeout=timeout, context=self.ssl_context
-            ), False
-        return http.client.HTTPConnection(host, port, timeout=timeout), False
+            return _TLSConnection(host, port, timeout=timeout, context=self.ssl_context), False
+        return _Connection(host, port, timeout=timeout), False
 
     def _checkin(self, origin: Origin, conn: http.client.HTTPConnection) -> None:
         with self._lock:
@@ -277,7 +338,8 @@ class HTTPClient:
         for idle in pools.values():
             for conn in idle:
                 # Closes this process's descriptor only; the parent's stays
-                # open. Never shutdown(), which would cut the parent's too.
+                # open. Never shutdown(), which would cut the parent's too
+                # (nor SSL unwrap(), which would send it a close_notify).
                 conn.close()
 
 
