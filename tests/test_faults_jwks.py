@@ -360,7 +360,7 @@ def test_a_10mb_key_set_is_cut_off_unbuffered_and_stale_keys_serve(
     assert seconds < 2.0
 
 
-def test_a_10mb_key_set_with_no_keys_yet_is_a_clean_401(
+def test_a_10mb_key_set_with_no_keys_yet_is_a_clean_503(
     raw: Callable[[Behaviour], RawServer], clock: FakeClock
 ) -> None:
     server = raw(flood(declared=False))
@@ -369,7 +369,7 @@ def test_a_10mb_key_set_with_no_keys_yet_is_a_clean_401(
 
     outcome = call(protected_app(protector), make_token(KEY, now=clock()))
 
-    assert (outcome.status, outcome.description) == (401, "signing keys unavailable")
+    assert (outcome.status, outcome.description) == (503, "signing keys unavailable")
 
 
 def test_a_key_set_cut_short_of_its_content_length_is_not_used(
@@ -397,7 +397,7 @@ def test_plain_http_where_https_is_configured_gives_no_keys(
 
     outcome = call(protected_app(protector), make_token(KEY, now=clock()))
 
-    assert (outcome.status, outcome.description) == (401, "signing keys unavailable")
+    assert (outcome.status, outcome.description) == (503, "signing keys unavailable")
     assert server.requests == [], "no HTTP request was sent in the clear"
 
 

@@ -229,7 +229,7 @@ class JWKSFetcher:
     most once per ``min_refetch`` seconds, shared by all threads; a failed
     fetch is retried no sooner either. When the endpoint fails, the last good
     set keeps serving up to ``max_stale`` seconds past its lifespan; with no
-    set at all, tokens are refused with :class:`SigningKeysUnavailableError`.
+    set at all, tokens are answered 503 (:class:`SigningKeysUnavailableError`).
     """
 
     def __init__(
@@ -348,7 +348,7 @@ class JWKSFetcher:
             if self._usable(now):
                 state = f"serving keys fetched {now - self._fetched_at:.0f} s ago"
             else:
-                state = "no signing keys: tokens are refused"
+                state = "no signing keys: answering 503"
             throttled(
                 f"jwks-fail:{self.issuer}",
                 "JWKS for issuer %s: %s fetch failed (%s); %s",
