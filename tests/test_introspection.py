@@ -308,6 +308,12 @@ FAULTS = {
     "500": Reply(500, "boom"),
     "503": Reply(503, {"error": "temporarily_unavailable"}),
     "401-bad-client-credentials": Reply(401, {"error": "invalid_client"}),
+    "403-not-allowed-to-introspect": Reply(403, {"error": "invalid_client"}),
+    "400-bad-client-credentials": Reply(400, {"error": "invalid_client"}),
+    "400-unknown-error-code": Reply(400, {"error": "server_on_fire"}),
+    "400-error-not-a-string": Reply(400, {"error": ["invalid_request"]}),
+    "400-not-json": Reply(400, "<html>Bad Request</html>"),
+    "400-json-array": Reply(400, [{"error": "invalid_request"}]),
     "404-with-an-active-body": Reply(404, {"active": True, "scope": "profile"}),
     "not-json": Reply(200, "<html>" + TOKEN + "</html>"),
     "json-array": Reply(200, [{"active": True}]),
@@ -343,6 +349,27 @@ def test_an_endpoint_fault_is_503_not_cached_and_logged_once(
     assert len(setup.server.requests) == 3, "an outage is never cached"
     setup.auth.fault = None
     assert setup.get().status_code == 200, "the first request after recovery succeeds"
+
+
+@pytest.mark.parametrize(
+    "error",
+    ["unsupported_token_type", "invalid_request", "invalid_token"],
+)
+def test_a_400_refusing_the_token_is_a_cached_401_not_an_outage(
+    setup: Setup, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 6749 §5.2-shaped: the server's verdict on this token, like active: false."""
+    setup.auth.fault = Reply(400, {"error": error, "error_description": f"bad {TOKEN}"})
+    caplog.set_level(logging.WARNING, "bearerguard")
+    for _ in range(3):
+        response = setup.get()
+        assert response.status_code == 401
+        assert response.json["error"] == "invalid_token"
+        assert "Retry-After" not in response.headers
+        assert TOKEN not in response.get_data(as_text=True)
+    assert len(setup.server.requests) == 1, "refused once, then from the cache"
+    assert not caplog.records, "a refused token is not a failure"
+    assert setup.validator.stats() == {"calls": 1, "active": 0, "inactive": 1, "failures": 0}
 
 
 def test_a_refused_connection_is_503_and_recovery_immediate(

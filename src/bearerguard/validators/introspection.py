@@ -13,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -85,9 +86,12 @@ class IntrospectionTokenValidator(TokenValidator):
             )
         )
 
-    ``active: false`` is a 401 ``invalid_token`` (and lets a later opaque
-    validator try the token). ``active: true`` gives ``current_token``, the
-    response as an :class:`IntrospectionToken`; its ``exp`` is enforced.
+    ``active: false``, or an HTTP 400 whose RFC 6749 §5.2 error refuses the
+    token (``unsupported_token_type``, ``invalid_request``), is a 401
+    ``invalid_token``, cached for the negative ttl (and lets a later opaque
+    validator try the token); an outage is a 503, never cached.
+    ``active: true`` gives ``current_token``, the response as an
+    :class:`IntrospectionToken`; its ``exp`` is enforced.
     Tokens the server marks as not bearer tokens (``token_type`` other than
     ``Bearer``, ``token_use: refresh_token``) or as sender-constrained
     (``cnf``, RFC 8705 and RFC 9449, whose proof this validator cannot check)
@@ -189,7 +193,13 @@ class IntrospectionTokenValidator(TokenValidator):
         return describe_token(IntrospectionToken(answer))
 
     def introspect(self, token_string: str) -> dict[str, Any]:
-        """POST the token (RFC 7662 §2.1); the answer as a JSON object, or 503."""
+        """POST the token (RFC 7662 §2.1); the answer as a JSON object, or 503.
+
+        A 400 with an RFC 6749 §5.2 error about the request or the token
+        (``invalid_request``, ``unsupported_token_type``, ...) is the server
+        refusing this token: it reads as ``{"active": false}``. A 400 of any
+        other shape, 5xx, and 401/403 (our own credentials refused) are 503.
+        """
         form = {"token": token_string, "token_type_hint": "access_token"}
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if self.auth_method == "client_secret_basic":
@@ -208,6 +218,17 @@ class IntrospectionTokenValidator(TokenValidator):
             )
         except FetchError as exc:
             self._unavailable(f"no answer: {type(exc.__cause__ or exc).__name__}")
+        if response.status == 400 and _refuses_the_token(response.body):
+            # RFC 7662 §2.2 wants "active": false for a token the server will
+            # not describe; some answer an RFC 6749 §5.2 error instead. Either
+            # way a verdict on the token, cached as one; not an outage.
+            throttled(
+                f"introspection-400:{self.endpoint}",
+                "introspection at %s refused a token with HTTP 400; taken as inactive",
+                self.endpoint,
+                level=logging.INFO,
+            )
+            return {"active": False}
         if response.status in (401, 403):
             self._unavailable(f"HTTP {response.status}: check client_id and client_secret")
         if response.status != 200:
@@ -306,6 +327,24 @@ class IntrospectionTokenValidator(TokenValidator):
         """Introspection calls, and their outcomes: active, inactive, failures."""
         with self._counts_lock:
             return dict(self._counts)
+
+
+#: RFC 6749 §5.2 (and RFC 7009 §2.2.1) error codes that refuse the request or
+#: its token. ``invalid_client`` and ``unauthorized_client`` are about our
+#: credentials, so a 503 like 401 and 403; an unknown code is too.
+_TOKEN_ERRORS = frozenset(
+    {"invalid_request", "invalid_token", "invalid_grant", "unsupported_token_type"}
+)
+
+
+def _refuses_the_token(body: bytes) -> bool:
+    """True for an RFC 6749 §5.2 error body whose ``error`` is about the token."""
+    try:
+        error = json.loads(body, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        return False
+    code = error.get("error") if isinstance(error, dict) else None
+    return isinstance(code, str) and code in _TOKEN_ERRORS
 
 
 def _refuse(description: str) -> NoReturn:
