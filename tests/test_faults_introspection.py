@@ -22,6 +22,7 @@ from flask import Flask
 
 from bearerguard import ResourceProtector, current_token
 from bearerguard._http import HTTPClient
+from bearerguard.errors import ValidatorUnavailableError
 from bearerguard.validators import IntrospectionTokenValidator
 
 from .jwtkit import loopback_client
@@ -158,3 +159,34 @@ def test_interim_responses_never_shift_an_answer_to_the_next_token(
         http.close()
     outcome = (victim.status_code, victim.get_data(), junk.status_code, junk.get_data())
     assert outcome[:3] == (200, b"alice", 401), outcome
+
+
+def test_a_retry_gets_only_the_time_left(raw: Callable[[Behaviour], RawServer]) -> None:
+    """A kept-alive connection that the server closes after a long silence is
+    retried on a fresh one, which hangs: the call still ends at its timeout,
+    not at the silence plus a second timeout."""
+    timeout = 1.5
+
+    def behaviour(conn: Any, stop: threading.Event) -> None:
+        if server.connections > 1:
+            return hanging(conn, stop)
+        read_request(conn)
+        conn.sendall(final(ACTIVE))  # kept alive
+        read_request(conn)
+        stop.wait(timeout * 0.9)  # then says nothing, and closes: a retry is due
+
+    server = raw(behaviour)
+    http = HTTPClient()
+    validator = IntrospectionTokenValidator(
+        f"http://127.0.0.1:{server.port}/introspect", "rs", "secret", timeout=timeout, http=http
+    )
+    try:
+        assert validator.validate("first").subject == "alice"
+        started = time.monotonic()
+        with pytest.raises(ValidatorUnavailableError):
+            validator.validate("second")
+        seconds = time.monotonic() - started
+    finally:
+        http.close()
+    assert server.connections == 2, "the retry was made"
+    assert seconds < timeout + SLACK, f"the call took {seconds:.2f}s"

@@ -224,7 +224,7 @@ class HTTPClient:
         timeout: float = 5.0,
         max_bytes: int = MAX_BYTES,
     ) -> HTTPResponse:
-        """Send one request; the whole exchange is bounded by ``timeout`` seconds."""
+        """Send one request; the whole call, retry included, ends within ``timeout`` seconds."""
         check_url(url)
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -238,8 +238,12 @@ class HTTPClient:
         sent_headers = {"Accept": "application/json", "User-Agent": "bearerguard"}
         sent_headers.update(headers or {})
         for attempt in (0, 1):
-            conn, reused = self._checkout(origin, timeout)
-            guard = _watchdog.arm(time.monotonic() + timeout, conn)  # its own clock, not self.clock
+            # One deadline for the call: a retry gets only the time left.
+            left = deadline - self.clock()
+            if left <= 0:
+                raise FetchError(f"no complete answer from {host} in {timeout} s")
+            conn, reused = self._checkout(origin, left)
+            guard = _watchdog.arm(time.monotonic() + left, conn)  # its own clock, not self.clock
             response: http.client.HTTPResponse | None = None
             try:
                 conn.request(method, target, body=body, headers=sent_headers)
