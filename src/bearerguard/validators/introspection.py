@@ -10,6 +10,7 @@ first request after it recovers is introspected afresh.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -97,6 +98,10 @@ class IntrospectionTokenValidator(TokenValidator):
     (``cnf``, RFC 8705 and RFC 9449, whose proof this validator cannot check)
     are refused. Without ``exp`` in the answers, a revocation at the server
     is seen here only when the cache entry ends: keep the cache ``ttl`` short.
+    With a ``shared_cache``, an answer is trusted by every process for at
+    most ``shared_ttl`` from when it was fetched (the cache entries of the
+    process that fetched it and of those that read it end then too), so a
+    revocation at the server is seen everywhere within ``shared_ttl``.
 
     :param endpoint: the introspection URL; https, or http to a loopback host.
     :param client_id: this resource server's client id at the server.
@@ -111,10 +116,13 @@ class IntrospectionTokenValidator(TokenValidator):
     :param shared_cache: an :class:`AnswerCache` such as
         ``bearerguard.redis.RedisIntrospectionCache``: answers are shared by
         every process, so N workers make one call per token. Entries are
-        signed with a key derived from ``client_secret``: whoever can write to
-        the cache but does not know the secret cannot forge an answer.
-    :param shared_ttl: the longest a shared answer is kept (at most until its
-        ``exp``); match the cache ``ttl``. Inactive answers: ``shared_negative_ttl``.
+        signed with a key derived from ``client_secret``, their expiry inside
+        the signature: whoever can write to the cache but does not know the
+        secret can neither forge an answer nor keep one alive past its time
+        (``PERSIST``). So the secret must have 16 bytes at least.
+    :param shared_ttl: the longest any process trusts an answer, from when it
+        was fetched (at most until its ``exp``): the revocation lag with a
+        shared cache. Inactive answers: ``shared_negative_ttl``.
     :param clock: wall-clock seconds.
     """
 
@@ -144,6 +152,7 @@ class IntrospectionTokenValidator(TokenValidator):
         self.endpoint = check_url(endpoint)
         if auth_method not in ("client_secret_basic", "client_secret_post"):
             raise ValueError(f"unsupported auth_method {auth_method!r}")
+        _check_secret(client_secret, shared=shared_cache is not None)
         self.client_id = client_id
         self.auth_method = auth_method
         self._secret = client_secret
@@ -163,8 +172,9 @@ class IntrospectionTokenValidator(TokenValidator):
         self.shared_negative_ttl = shared_negative_ttl
         # Bound to this endpoint and client: an answer cached for another
         # authorization server, or another resource server, does not verify.
+        # "v2": entries carry their expiry; older ones (without) never verify.
         self._mac_key = hmac.digest(
-            client_secret.encode(), f"bearerguard:{endpoint} {client_id}".encode(), "sha256"
+            client_secret.encode(), f"bearerguard:v2:{endpoint} {client_id}".encode(), "sha256"
         )
         counters = ("calls", "active", "inactive", "failures")
         self._counts = dict.fromkeys(counters + (("shared_hits",) if shared_cache else ()), 0)
@@ -178,19 +188,22 @@ class IntrospectionTokenValidator(TokenValidator):
     def validate(self, token_string: str) -> TokenInfo:
         """Introspect ``token_string``; refuse it unless it is active and ours."""
         key = hashlib.sha256(token_string.encode("utf-8", "surrogatepass")).hexdigest()
-        answer = self._shared_get(key) if self.shared_cache is not None else None
-        if answer is None:
+        shared = self._shared_get(key) if self.shared_cache is not None else None
+        if shared is None:
             answer = self.introspect(token_string)
             active = answer.get("active")
             if active is not True and active is not False:
                 self._unavailable("the answer has no boolean 'active'")
             self._count("active" if active else "inactive")
-            if self.shared_cache is not None:
-                self._shared_put(key, answer)
+            until = self._shared_put(key, answer) if self.shared_cache is not None else None
+        else:
+            answer, until = shared
         if not answer["active"]:
             raise UnknownTokenError("token is not active")
         self._check(answer)
-        return describe_token(IntrospectionToken(answer))
+        info = describe_token(IntrospectionToken(answer))
+        # No process trusts a shared answer longer than it is shared for.
+        return info if until is None else dataclasses.replace(info, cache_until=until)
 
     def introspect(self, token_string: str) -> dict[str, Any]:
         """POST the token (RFC 7662 §2.1); the answer as a JSON object, or 503.
@@ -274,7 +287,8 @@ class IntrospectionTokenValidator(TokenValidator):
             if self.audiences.isdisjoint(v for v in values if isinstance(v, str)):
                 _refuse("audience mismatch")
 
-    def _shared_get(self, key: str) -> dict[str, Any] | None:
+    def _shared_get(self, key: str) -> tuple[dict[str, Any], float] | None:
+        """A shared answer that verifies and has not expired, and its expiry."""
         assert self.shared_cache is not None
         value = self.shared_cache.get(key)
         if value is None:
@@ -287,26 +301,36 @@ class IntrospectionTokenValidator(TokenValidator):
                 "ignoring a shared introspection answer that does not verify",
             )
             return None
-        answer = json.loads(body)  # ours: it verified
-        if not isinstance(answer, dict):
+        entry = json.loads(body)  # ours: it verified
+        if not isinstance(entry, dict):
+            return None
+        answer, until = entry.get("answer"), number_or_none(entry.get("until"))
+        if not isinstance(answer, dict) or until is None:
+            return None
+        if self.clock() >= until:
+            # The store kept it past its TTL: made persistent, or clocks apart.
+            throttled(
+                f"introspection-shared-late:{self.endpoint}",
+                "ignoring a shared introspection answer past its expiry",
+            )
             return None
         self._count("shared_hits")
-        return answer
+        return answer, until
 
-    def _shared_put(self, key: str, answer: dict[str, Any]) -> None:
+    def _shared_put(self, key: str, answer: dict[str, Any]) -> float | None:
+        """Share ``answer``, its expiry inside the MAC; that expiry, or None if not shared."""
         assert self.shared_cache is not None
-        if answer["active"]:
-            ttl = self.shared_ttl
-            exp = number_or_none(answer.get("exp"))
-            if exp is not None:
-                ttl = min(ttl, exp - self.clock())
-        else:
-            ttl = self.shared_negative_ttl
-        if ttl <= 0:
-            return
-        body = json.dumps(answer, separators=(",", ":")).encode()
+        now = self.clock()
+        until = now + (self.shared_ttl if answer["active"] else self.shared_negative_ttl)
+        exp = number_or_none(answer.get("exp")) if answer["active"] else None
+        if exp is not None:
+            until = min(until, exp)
+        if until <= now:
+            return None
+        body = json.dumps({"until": until, "answer": answer}, separators=(",", ":")).encode()
         mac = hmac.digest(self._mac_key, key.encode() + b"." + body, "sha256").hex()
-        self.shared_cache.put(key, mac.encode() + b"." + body, ttl)
+        self.shared_cache.put(key, mac.encode() + b"." + body, until - now)
+        return until
 
     def _unavailable(self, reason: str) -> NoReturn:
         self._count("failures")
@@ -345,6 +369,23 @@ def _refuses_the_token(body: bytes) -> bool:
         return False
     code = error.get("error") if isinstance(error, dict) else None
     return isinstance(code, str) and code in _TOKEN_ERRORS
+
+
+#: The least secret that may key the shared answers' MAC (HMAC-SHA-256).
+MIN_SHARED_SECRET_BYTES = 16
+
+
+def _check_secret(secret: str, *, shared: bool) -> None:
+    # Empty is always a mistake (an unset environment variable): no server
+    # authenticates a client by it. A short one is the server's business
+    # until it keys our MAC: then whoever guesses it can forge answers.
+    if not secret:
+        raise ValueError("client_secret is empty")
+    if shared and len(secret.encode()) < MIN_SHARED_SECRET_BYTES:
+        raise ValueError(
+            f"a shared_cache needs a client_secret of at least {MIN_SHARED_SECRET_BYTES}"
+            " bytes: it keys the MAC that keeps shared answers from being forged"
+        )
 
 
 def _refuse(description: str) -> NoReturn:
