@@ -38,7 +38,8 @@ from .test_faults_jwks import (
 )
 from .test_http_client import EARLY_HINTS, final, next_request
 
-ACTIVE = b'{"active": true, "scope": "profile", "sub": "alice"}'
+AUDIENCE = "https://api.example"
+ACTIVE = b'{"active": true, "scope": "profile", "sub": "alice", "aud": "https://api.example"}'
 
 
 def answer_then(stall: Behaviour) -> Behaviour:
@@ -79,6 +80,7 @@ def app_for(server: RawServer, http: HTTPClient | None = None) -> Flask:
             f"http://127.0.0.1:{server.port}/introspect",
             "rs",
             "secret",
+            audience=AUDIENCE,
             timeout=TIMEOUT,
             http=http or loopback_client(),
         )
@@ -178,7 +180,12 @@ def test_a_retry_gets_only_the_time_left(raw: Callable[[Behaviour], RawServer]) 
     server = raw(behaviour)
     http = HTTPClient()
     validator = IntrospectionTokenValidator(
-        f"http://127.0.0.1:{server.port}/introspect", "rs", "secret", timeout=timeout, http=http
+        f"http://127.0.0.1:{server.port}/introspect",
+        "rs",
+        "secret",
+        audience=AUDIENCE,
+        timeout=timeout,
+        http=http,
     )
     try:
         assert validator.validate("first").subject == "alice"

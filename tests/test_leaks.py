@@ -39,6 +39,7 @@ from bearerguard.validators import (
     IntrospectionTokenValidator,
     JWTBearerTokenValidator,
 )
+from bearerguard.validators.jwt import ANY_AUDIENCE
 
 from .conftest import FakeClock
 from .jwtkit import (
@@ -201,7 +202,13 @@ def world(serve: Callable[[Any], LoopbackServer], capture: Capture) -> Iterator[
     protector.register_token_validator(create_bearer_token_validator(session, Token)())
     protector.register_token_validator(
         IntrospectionTokenValidator(
-            auth_server.url + "/introspect", "rs-1", SECRET, http=http, clock=clock, timeout=0.2
+            auth_server.url + "/introspect",
+            "rs-1",
+            SECRET,
+            audience=ANY_AUDIENCE,  # the answers here carry no aud
+            http=http,
+            clock=clock,
+            timeout=0.2,
         )
     )
     app = Flask(__name__)

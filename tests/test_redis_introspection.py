@@ -24,6 +24,7 @@ from bearerguard._http import HTTPClient
 from bearerguard.errors import InvalidTokenError, UnknownTokenError
 from bearerguard.redis import RedisIntrospectionCache
 from bearerguard.validators import IntrospectionTokenValidator
+from bearerguard.validators.jwt import ANY_AUDIENCE
 
 from .conftest import FakeClock
 from .servers import LoopbackServer, Reply, Seen
@@ -78,6 +79,7 @@ def worker(server: LoopbackServer, redis_url: str) -> Iterator[Callable[..., Any
     ) -> IntrospectionTokenValidator:
         http, shared = HTTPClient(), RedisIntrospectionCache(url or redis_url, key_prefix=PREFIX)
         made.extend([http, shared])
+        options.setdefault("audience", ANY_AUDIENCE)  # the answers here carry no aud
         return IntrospectionTokenValidator(
             server.url + "/introspect", "rs", secret, http=http, shared_cache=shared, **options
         )
@@ -227,7 +229,9 @@ def test_an_empty_or_short_secret_is_refused(
     cache = RedisIntrospectionCache(redis_url, key_prefix=PREFIX) if shared else None
     try:
         with pytest.raises(ValueError, match="client_secret"):
-            IntrospectionTokenValidator(server.url, "rs", secret, shared_cache=cache)
+            IntrospectionTokenValidator(
+                server.url, "rs", secret, audience=ANY_AUDIENCE, shared_cache=cache
+            )
     finally:
         if cache is not None:
             cache.close()
@@ -235,8 +239,10 @@ def test_an_empty_or_short_secret_is_refused(
 
 def test_a_short_secret_is_accepted_without_a_shared_cache(server: LoopbackServer) -> None:
     """Without a shared cache it only authenticates us: the server's policy."""
-    IntrospectionTokenValidator(server.url, "rs", "short")
-    IntrospectionTokenValidator(server.url, "rs", "x" * 16, shared_cache=Answerless())
+    IntrospectionTokenValidator(server.url, "rs", "short", audience=ANY_AUDIENCE)
+    IntrospectionTokenValidator(
+        server.url, "rs", "x" * 16, audience=ANY_AUDIENCE, shared_cache=Answerless()
+    )
 
 
 class Answerless:

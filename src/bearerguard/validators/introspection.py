@@ -30,6 +30,7 @@ from ..errors import (
     ValidatorUnavailableError,
 )
 from .base import TokenInfo, TokenValidator, describe_token, number_or_none
+from .jwt import _AnyAudience, _audiences  # one meaning of "audience" for both validators
 
 __all__ = ["AnswerCache", "IntrospectionToken", "IntrospectionTokenValidator"]
 
@@ -109,7 +110,11 @@ class IntrospectionTokenValidator(TokenValidator):
     :param auth_method: ``client_secret_basic`` (RFC 6749 §2.3.1) or
         ``client_secret_post``.
     :param issuer: if set, the answer's ``iss`` must be exactly this.
-    :param audience: if set, the answer's ``aud`` must contain one of these.
+    :param audience: required: this resource server's identifier(s), one of
+        which the answer's ``aud`` must contain, since a token meant for
+        another resource must not be accepted here (RFC 9700 §2.3).
+        :data:`~bearerguard.validators.jwt.ANY_AUDIENCE` skips the check, for
+        servers whose answers carry no ``aud``.
     :param timeout: seconds for the whole exchange.
     :param leeway: seconds of clock skew allowed for ``nbf`` (none for ``exp``).
     :param http: the :class:`~bearerguard._http.HTTPClient` (connection reuse).
@@ -136,7 +141,7 @@ class IntrospectionTokenValidator(TokenValidator):
         *,
         auth_method: AuthMethod = "client_secret_basic",
         issuer: str | None = None,
-        audience: str | Collection[str] | None = None,
+        audience: str | Collection[str] | _AnyAudience | None = None,
         timeout: float = 5.0,
         leeway: float = 60.0,
         max_bytes: int = 256 * 1024,
@@ -157,11 +162,12 @@ class IntrospectionTokenValidator(TokenValidator):
         self.auth_method = auth_method
         self._secret = client_secret
         self.issuer = issuer
-        self.audiences = (
-            None
-            if audience is None
-            else frozenset([audience] if isinstance(audience, str) else audience)
-        )
+        if audience is None:
+            raise ValueError(
+                "audience is required (RFC 9700 §2.3): this resource server's identifier(s);"
+                " pass ANY_AUDIENCE (bearerguard.validators.jwt) to accept every audience"
+            )
+        self.audiences = _audiences(audience)
         self.timeout = timeout
         self.leeway = leeway
         self.max_bytes = max_bytes
