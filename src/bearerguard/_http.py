@@ -81,6 +81,14 @@ def check_url(url: str) -> str:
 Origin = tuple[str, str, int]
 
 
+def _split(url: str) -> tuple[Origin, str]:
+    """``(scheme, host, port)`` and the request target of ``url``."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return (parts.scheme, parts.hostname or "", port), target
+
+
 class _Watchdog:
     """Cuts the sockets of exchanges past their deadline (one thread per process)."""
 
@@ -225,15 +233,8 @@ class HTTPClient:
         max_bytes: int = MAX_BYTES,
     ) -> HTTPResponse:
         """Send one request; the whole call, retry included, ends within ``timeout`` seconds."""
-        check_url(url)
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        origin: Origin = (
-            parts.scheme,
-            host,
-            parts.port or (443 if parts.scheme == "https" else 80),
-        )
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        origin, target = _split(check_url(url))
+        host = origin[1]
         deadline = self.clock() + timeout
         sent_headers = {"Accept": "application/json", "User-Agent": "bearerguard"}
         sent_headers.update(headers or {})
