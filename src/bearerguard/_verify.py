@@ -15,7 +15,7 @@ from typing import Any, Protocol, TextIO
 
 from ._credentials import peek_jws
 from ._http import FetchError
-from .errors import BearerGuardError, ValidatorUnavailableError
+from .errors import BearerGuardError, SigningKeysUnavailableError
 from .validators.base import scopes_of
 from .validators.jwt import JWTBearerTokenValidator
 
@@ -125,11 +125,9 @@ def verify(args: argparse.Namespace, token: str, out: TextIO, style: _Style) -> 
         verdict: BearerGuardError | None = None
         try:
             validator.validate(token)
-        except ValidatorUnavailableError:
-            raise  # no verdict: an error, exit 2
         except BearerGuardError as error:
             verdict = error
-    except (OSError, ValueError, FetchError, ValidatorUnavailableError) as error:
+    except (OSError, ValueError, FetchError, SigningKeysUnavailableError) as error:
         out.write(f"error: {error.description if isinstance(error, BearerGuardError) else error}\n")
         return 2
     scope_check = checks[-1]
