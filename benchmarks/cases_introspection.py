@@ -87,11 +87,13 @@ def mint_opaque(count: int) -> list[str]:
 def bearerguard_app(name: str, url: str) -> Any:
     from bearerguard import ResourceProtector, TokenCache
     from bearerguard.validators import IntrospectionTokenValidator
+    from bearerguard.validators.jwt import ANY_AUDIENCE
 
     require_bearerguard_feature(IntrospectionTokenValidator, "IntrospectionTokenValidator")
     protector = ResourceProtector(cache=TokenCache(ttl=3600))
+    # ANY_AUDIENCE: Authlib's introspection validator checks no aud either.
     validator = IntrospectionTokenValidator(
-        endpoint=url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET
+        endpoint=url, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, audience=ANY_AUDIENCE
     )
     protector.register_token_validator(validator)
     return make_app(name, protector("profile"))

@@ -348,3 +348,13 @@ def assert_refused(outcome: Outcome, description: str, *, realm: str = "api") ->
     assert outcome.challenge == (
         f'Bearer realm="{realm}", error="invalid_token", error_description="{description}"'
     )
+
+
+def assert_unavailable(outcome: Outcome, description: str = "signing keys unavailable") -> None:
+    """503 temporarily_unavailable with ``description``, and no challenge: an outage."""
+    assert (outcome.status, outcome.error, outcome.description) == (
+        503,
+        "temporarily_unavailable",
+        description,
+    ), outcome
+    assert outcome.challenge is None

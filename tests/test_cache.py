@@ -91,6 +91,24 @@ def test_an_entry_lives_min_of_ttl_and_expiry(
     assert loader.calls == 1, "an expired entry must be validated afresh"
 
 
+@pytest.mark.parametrize(
+    ("until_in", "exp_in", "lives"),
+    [(20, None, 20), (20, 10, 10), (120, None, 60)],
+    ids=["until-first", "exp-first", "ttl-first"],
+)
+def test_a_validation_is_never_cached_past_its_cache_until(
+    clock: FakeClock, until_in: float, exp_in: float | None, lives: float
+) -> None:
+    """A shared introspection answer says how long it may be trusted."""
+    cache = TokenCache(ttl=60, clock=clock)
+    exp = None if exp_in is None else clock() + exp_in
+    cache.put(KEY, TokenInfo({}, frozenset(), expires_at=exp, cache_until=clock() + until_in))
+    clock.advance(lives - 0.001)
+    assert cache.get(KEY) is not None
+    clock.advance(0.001)
+    assert cache.get(KEY) is None
+
+
 def test_an_already_expired_validation_is_not_cached(clock: FakeClock) -> None:
     cache = TokenCache(ttl=60, clock=clock)
     cache.put(KEY, info(clock() - 1))

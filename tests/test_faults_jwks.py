@@ -360,7 +360,7 @@ def test_a_10mb_key_set_is_cut_off_unbuffered_and_stale_keys_serve(
     assert seconds < 2.0
 
 
-def test_a_10mb_key_set_with_no_keys_yet_is_a_clean_401(
+def test_a_10mb_key_set_with_no_keys_yet_is_a_clean_503(
     raw: Callable[[Behaviour], RawServer], clock: FakeClock
 ) -> None:
     server = raw(flood(declared=False))
@@ -369,7 +369,7 @@ def test_a_10mb_key_set_with_no_keys_yet_is_a_clean_401(
 
     outcome = call(protected_app(protector), make_token(KEY, now=clock()))
 
-    assert (outcome.status, outcome.description) == (401, "signing keys unavailable")
+    assert (outcome.status, outcome.description) == (503, "signing keys unavailable")
 
 
 def test_a_key_set_cut_short_of_its_content_length_is_not_used(
@@ -397,7 +397,7 @@ def test_plain_http_where_https_is_configured_gives_no_keys(
 
     outcome = call(protected_app(protector), make_token(KEY, now=clock()))
 
-    assert (outcome.status, outcome.description) == (401, "signing keys unavailable")
+    assert (outcome.status, outcome.description) == (503, "signing keys unavailable")
     assert server.requests == [], "no HTTP request was sent in the clear"
 
 
@@ -480,3 +480,49 @@ def test_tls_with_an_untrusted_certificate_gives_no_keys(
     trusting = ssl.create_default_context(cafile=str(cert))
     pinned = validator(uri, clock, http=HTTPClient(pool_size=0, ssl_context=trusting))
     assert pinned.validate(token).subject == "user-1", "the endpoint itself works"
+
+
+# -- one deadline per fetch ------------------------------------------------------------------
+
+
+def test_discovery_over_several_metadata_urls_ends_within_one_timeout(
+    raw: Callable[[Behaviour], RawServer], clock: FakeClock
+) -> None:
+    """An issuer with a path has three metadata URLs (OpenID Connect, RFC 8414
+    inserted and appended); each hangs. The fetch has one timeout, not three."""
+    server = raw(hanging)
+    issuer = f"http://127.0.0.1:{server.port}/tenant"
+    timeout = 0.8
+    v = JWTBearerTokenValidator(
+        issuer, AUDIENCE, clock=clock, fetch_timeout=timeout, http=loopback_client()
+    )
+
+    seconds, outcome = timed(lambda: v.validate(make_token(KEY, now=clock(), iss=issuer)))
+
+    assert isinstance(outcome, SigningKeysUnavailableError), outcome
+    assert seconds < timeout + SLACK, f"the fetch took {seconds:.2f}s"
+
+
+def test_an_unknown_kid_waiting_for_a_hung_refresh_ends_within_its_timeout(
+    gate: tuple[Gate, LoopbackServer], clock: FakeClock
+) -> None:
+    """A refresh hangs; a token with a new kid waits for it, and then would
+    refetch: its wait and its own fetch share one timeout."""
+    endpoint, server = gate
+    fetch_timeout = 1.0
+    v = validator(server.url + JWKS_PATH, clock, fetch_timeout=fetch_timeout, jwks_lifespan=100)
+    v.validate(make_token(KEY, now=clock()))
+    endpoint.closed.set()
+    clock.advance(95)  # due for a refresh, which hangs
+    refresher = threading.Thread(
+        target=lambda: timed(lambda: v.validate(make_token(KEY, now=clock())))
+    )
+    refresher.start()
+    _wait_for(lambda: fetches(server) == 2)
+
+    rotated = Keypair("ES256", "rotated-in", KEY.private_key)
+    seconds, outcome = timed(lambda: v.validate(make_token(rotated, now=clock())))
+
+    refresher.join(fetch_timeout + SLACK + 1)
+    assert getattr(outcome, "status_code", None) in (401, 503), outcome
+    assert seconds < fetch_timeout + SLACK, f"the unknown kid was held {seconds:.2f}s"

@@ -24,12 +24,14 @@ from bearerguard._http import HTTPClient
 from bearerguard.errors import UnknownTokenError
 from bearerguard.validators import BearerTokenValidator, IntrospectionTokenValidator
 from bearerguard.validators.introspection import IntrospectionToken
+from bearerguard.validators.jwt import ANY_AUDIENCE
 
 from .conftest import FakeClock
 from .servers import LoopbackServer, Reply, Seen, TCPProxy
 
 CLIENT_ID, SECRET = "rs-1", "s3cr3t"
 TOKEN = "opaque-token-abc"
+AUDIENCE = "https://api.example"
 
 
 class AuthServer:
@@ -41,8 +43,10 @@ class AuthServer:
         self.delay = 0.0
 
     def active(self, token: str = TOKEN, **claims: Any) -> None:
-        base = {"scope": "profile email", "sub": "alice", "client_id": "app-1"}
-        self.tokens[token] = {"active": True, **base, **claims}
+        """Make ``token`` active with these claims (``...`` leaves one out)."""
+        base = {"scope": "profile email", "sub": "alice", "client_id": "app-1", "aud": AUDIENCE}
+        answer = {"active": True, **base, **claims}
+        self.tokens[token] = {k: v for k, v in answer.items() if v is not ...}
 
     def __call__(self, seen: Seen) -> Reply:
         if self.fault is not None:
@@ -106,6 +110,7 @@ def _app(protector: ResourceProtector) -> Any:
 @pytest.fixture
 def make(server: LoopbackServer, http: HTTPClient, clock: FakeClock) -> Callable[..., Setup]:
     def build(url: str | None = None, **options: Any) -> Setup:
+        options.setdefault("audience", AUDIENCE)
         validator = IntrospectionTokenValidator(
             (url or server.url) + "/introspect",
             CLIENT_ID,
@@ -157,7 +162,9 @@ def test_client_secret_post_sends_credentials_in_the_body(make: Callable[..., Se
 
 def test_basic_credentials_are_form_encoded_first(server: LoopbackServer, http: HTTPClient) -> None:
     """RFC 6749 §2.3.1: a ':' in the id or secret must survive the round trip."""
-    validator = IntrospectionTokenValidator(server.url, "rs:1", "p@ss w:rd/+", http=http)
+    validator = IntrospectionTokenValidator(
+        server.url, "rs:1", "p@ss w:rd/+", audience=AUDIENCE, http=http
+    )
     with pytest.raises(UnknownTokenError):
         validator.validate(TOKEN)
     encoded = base64.b64decode(server.requests[0].headers["Authorization"][6:]).decode()
@@ -255,7 +262,8 @@ def test_an_insufficient_scope_is_403(setup: Setup) -> None:
         ({}, {"issuer": "https://as.example"}),
         ({"aud": ["https://other.example"]}, {"audience": "https://api.example"}),
         ({"aud": [{"x": 1}]}, {"audience": "https://api.example"}),
-        ({}, {"audience": "https://api.example"}),
+        ({"aud": ...}, {"audience": "https://api.example"}),
+        ({"aud": ...}, {"audience": ["https://api.example", "https://other.example"]}),
     ],
     ids=[
         "expired",
@@ -272,6 +280,7 @@ def test_an_insufficient_scope_is_403(setup: Setup) -> None:
         "wrong-audience",
         "audience-garbage",
         "missing-audience",
+        "missing-audience-of-several",
     ],
 )
 def test_an_active_token_that_fails_a_check_is_401(
@@ -309,6 +318,12 @@ FAULTS = {
     "500": Reply(500, "boom"),
     "503": Reply(503, {"error": "temporarily_unavailable"}),
     "401-bad-client-credentials": Reply(401, {"error": "invalid_client"}),
+    "403-not-allowed-to-introspect": Reply(403, {"error": "invalid_client"}),
+    "400-bad-client-credentials": Reply(400, {"error": "invalid_client"}),
+    "400-unknown-error-code": Reply(400, {"error": "server_on_fire"}),
+    "400-error-not-a-string": Reply(400, {"error": ["invalid_request"]}),
+    "400-not-json": Reply(400, "<html>Bad Request</html>"),
+    "400-json-array": Reply(400, [{"error": "invalid_request"}]),
     "404-with-an-active-body": Reply(404, {"active": True, "scope": "profile"}),
     "not-json": Reply(200, "<html>" + TOKEN + "</html>"),
     "json-array": Reply(200, [{"active": True}]),
@@ -344,6 +359,27 @@ def test_an_endpoint_fault_is_503_not_cached_and_logged_once(
     assert len(setup.server.requests) == 3, "an outage is never cached"
     setup.auth.fault = None
     assert setup.get().status_code == 200, "the first request after recovery succeeds"
+
+
+@pytest.mark.parametrize(
+    "error",
+    ["unsupported_token_type", "invalid_request", "invalid_token"],
+)
+def test_a_400_refusing_the_token_is_a_cached_401_not_an_outage(
+    setup: Setup, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """RFC 6749 §5.2-shaped: the server's verdict on this token, like active: false."""
+    setup.auth.fault = Reply(400, {"error": error, "error_description": f"bad {TOKEN}"})
+    caplog.set_level(logging.WARNING, "bearerguard")
+    for _ in range(3):
+        response = setup.get()
+        assert response.status_code == 401
+        assert response.json["error"] == "invalid_token"
+        assert "Retry-After" not in response.headers
+        assert TOKEN not in response.get_data(as_text=True)
+    assert len(setup.server.requests) == 1, "refused once, then from the cache"
+    assert not caplog.records, "a refused token is not a failure"
+    assert setup.validator.stats() == {"calls": 1, "active": 0, "inactive": 1, "failures": 0}
 
 
 def test_a_refused_connection_is_503_and_recovery_immediate(
@@ -391,7 +427,7 @@ def test_concurrent_requests_make_one_introspection_call(setup: Setup) -> None:
 )
 def test_https_is_required_except_for_loopback(endpoint: str) -> None:
     with pytest.raises(ValueError, match="https"):
-        IntrospectionTokenValidator(endpoint, CLIENT_ID, SECRET)
+        IntrospectionTokenValidator(endpoint, CLIENT_ID, SECRET, audience=AUDIENCE)
 
 
 @pytest.mark.parametrize(
@@ -399,12 +435,39 @@ def test_https_is_required_except_for_loopback(endpoint: str) -> None:
     ["https://as.example.com/introspect", "http://127.0.0.1:9/i", "http://localhost/i"],
 )
 def test_https_and_loopback_endpoints_are_accepted(endpoint: str) -> None:
-    assert IntrospectionTokenValidator(endpoint, CLIENT_ID, SECRET).endpoint == endpoint
+    validator = IntrospectionTokenValidator(endpoint, CLIENT_ID, SECRET, audience=AUDIENCE)
+    assert validator.endpoint == endpoint
 
 
 def test_an_unknown_auth_method_is_refused() -> None:
     with pytest.raises(ValueError, match="auth_method"):
-        IntrospectionTokenValidator("https://as/i", CLIENT_ID, SECRET, auth_method="none")  # type: ignore[arg-type]
+        IntrospectionTokenValidator(
+            "https://as/i",
+            CLIENT_ID,
+            SECRET,
+            audience=AUDIENCE,
+            auth_method="none",  # type: ignore[arg-type]
+        )
+
+
+@pytest.mark.parametrize(
+    "audience",
+    [None, "", [], [""], [1]],
+    ids=["missing", "empty-string", "empty-list", "empty-member", "not-a-string"],
+)
+def test_an_audience_is_required(audience: Any) -> None:
+    """RFC 9700 §2.3: a token meant for another resource must not pass here."""
+    options = {} if audience is None else {"audience": audience}
+    with pytest.raises(ValueError, match="audience"):
+        IntrospectionTokenValidator("https://as.example/i", CLIENT_ID, SECRET, **options)
+
+
+def test_any_audience_is_the_explicit_opt_out(make: Callable[..., Setup]) -> None:
+    setup = make(audience=ANY_AUDIENCE)
+    setup.auth.active(aud=...)
+    assert setup.get().status_code == 200
+    setup.auth.active("other", aud="https://elsewhere.example")
+    assert setup.get("other").status_code == 200
 
 
 def test_the_secret_never_shows_in_repr_or_stats(setup: Setup) -> None:
@@ -464,7 +527,9 @@ def test_introspection_runs_after_other_opaque_validators_decline(
     server.handler.active()
     protector = ResourceProtector(clock=clock)
     protector.register_token_validator(
-        IntrospectionTokenValidator(server.url, CLIENT_ID, SECRET, http=http, clock=clock)
+        IntrospectionTokenValidator(
+            server.url, CLIENT_ID, SECRET, audience=AUDIENCE, http=http, clock=clock
+        )
     )
     protector.register_token_validator(Local())
     client = _app(protector)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from bearerguard import ResourceProtector
 from bearerguard._jwks import ASYMMETRIC_ALGORITHMS, KeySet
-from bearerguard.errors import InvalidTokenError, SigningKeysUnavailableError
+from bearerguard.errors import BearerGuardError, SigningKeysUnavailableError
 from bearerguard.validators.jwt import JWTBearerTokenValidator
 
 from .conftest import FakeClock
@@ -25,6 +25,7 @@ from .jwtkit import (
     Keypair,
     SharedServer,
     assert_refused,
+    assert_unavailable,
     cached_keypair,
     call,
     fetches,
@@ -69,8 +70,9 @@ def token(key: Keypair, clock: FakeClock, **overrides: Any) -> str:
     return make_token(key, now=clock(), **overrides)
 
 
-def refusal(v: JWTBearerTokenValidator, token_: str) -> InvalidTokenError:
-    with pytest.raises(InvalidTokenError) as caught:
+def refusal(v: JWTBearerTokenValidator, token_: str) -> BearerGuardError:
+    """What ``v`` raises for ``token_``: a refusal, or an outage (503)."""
+    with pytest.raises(BearerGuardError) as caught:
         v.validate(token_)
     return caught.value
 
@@ -239,7 +241,7 @@ def test_stale_keys_serve_while_the_endpoint_fails(
 
 
 @pytest.mark.parametrize("fault", FAULT_CASES)
-def test_without_any_keys_tokens_are_refused_until_the_endpoint_recovers(
+def test_without_any_keys_tokens_get_503_until_the_endpoint_recovers(
     server: LoopbackServer, stub: IssuerStub, clock: FakeClock, fault: Reply
 ) -> None:
     v = remote(server, clock, max_jwks_bytes=4096, fetch_timeout=0.2, jwks_min_refetch=30)
@@ -279,23 +281,40 @@ def test_the_endpoint_going_down_after_the_first_fetch(
     assert v.fetcher is not None and v.fetcher.attempts == 1 + 1 + 10
 
     clock.advance(1000)  # beyond the max stale age
-    assert_refused(call(app, token(KEY, clock)), "signing keys unavailable")
+    assert_unavailable(call(app, token(KEY, clock)))
 
 
-def test_no_keys_is_a_401_that_is_not_cached(
+def test_no_keys_is_a_503_with_retry_after_that_is_not_cached(
     server: LoopbackServer, stub: IssuerStub, clock: FakeClock
 ) -> None:
+    """An outage, not a verdict: a 401 would make many clients drop a good token."""
     protector = ResourceProtector(clock=clock)
     protector.register_token_validator(remote(server, clock, jwks_min_refetch=30))
     app = protected_app(protector)
     stub.fault = Reply(503)
     t = token(KEY, clock)
 
-    assert_refused(call(app, t), "signing keys unavailable")
+    response = app.test_client().get("/profile", headers={"Authorization": f"Bearer {t}"})
+    assert_unavailable(call(app, t))
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.headers["Cache-Control"] == "no-store"
 
     stub.fault = None
     clock.advance(30)
     assert call(app, t).status == 200
+
+
+def test_an_unknown_kid_with_a_healthy_key_set_stays_401(
+    server: LoopbackServer, clock: FakeClock
+) -> None:
+    protector = ResourceProtector(clock=clock)
+    protector.register_token_validator(remote(server, clock))
+    app = protected_app(protector)
+    assert call(app, token(KEY, clock)).status == 200
+    forged = Keypair.generate("ES256", kid="not-in-the-set")
+
+    assert_refused(call(app, token(forged, clock)), "unknown signing key")
 
 
 def test_unusable_keys_in_a_fetched_set_are_skipped(

@@ -46,6 +46,7 @@ from bearerguard.validators import (
     IntrospectionTokenValidator,
     JWTBearerTokenValidator,
 )
+from bearerguard.validators.jwt import ANY_AUDIENCE
 
 from .conftest import FakeClock
 from .jwtkit import AUDIENCE, ISSUER, Keypair, b64url, cached_keypair, jwks, make_token
@@ -166,7 +167,12 @@ def scene() -> Iterator[Scene]:
     protector.register_token_validator(create_bearer_token_validator(session, Token)())
     protector.register_token_validator(
         IntrospectionTokenValidator(
-            server.url + "/introspect", "rs", "secret", http=http, clock=clock
+            server.url + "/introspect",
+            "rs",
+            "secret",
+            audience=ANY_AUDIENCE,  # the answers here carry no aud
+            http=http,
+            clock=clock,
         )
     )
     app = _views(protector)
@@ -175,7 +181,13 @@ def scene() -> Iterator[Scene]:
     answering = ResourceProtector(clock=clock, cache=None)
     answering.register_token_validator(
         IntrospectionTokenValidator(
-            server.url + "/answer", "rs", "secret", http=http, clock=clock, leeway=LEEWAY
+            server.url + "/answer",
+            "rs",
+            "secret",
+            audience=ANY_AUDIENCE,  # the answers here carry no aud
+            http=http,
+            clock=clock,
+            leeway=LEEWAY,
         )
     )
     yield Scene(app.test_client(), auth, _views(answering).test_client())

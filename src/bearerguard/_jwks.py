@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -260,7 +261,7 @@ class JWKSFetcher:
     most once per ``min_refetch`` seconds, shared by all threads; a failed
     fetch is retried no sooner either. When the endpoint fails, the last good
     set keeps serving up to ``max_stale`` seconds past its lifespan; with no
-    set at all, tokens are refused with :class:`SigningKeysUnavailableError`.
+    set at all, tokens are answered 503 (:class:`SigningKeysUnavailableError`).
     """
 
     def __init__(
@@ -324,17 +325,23 @@ class JWKSFetcher:
         """A newer set than ``seen`` for an unknown ``kid``: at most one fetch per interval.
 
         Threads that arrive while the fetch is in flight wait for it and share
-        its result; later ones within the interval get the current set.
+        its result; later ones within the interval get the current set. No
+        caller waits longer than ``timeout``, its own fetch included.
         """
-        with self._lock:
+        deadline = time.monotonic() + self.timeout
+        if not self._lock.acquire(timeout=self.timeout):
+            return seen  # a fetch in flight outlasted our time: as a failed refetch
+        try:
             if self._keys is not None and self._keys is not seen:
                 return self._keys
             now = self.clock()
             if now < self._kid_refetch_at:
                 return seen
             self._kid_refetch_at = now + self.min_refetch
-            self._fetch("unknown kid")
+            self._fetch("unknown kid", deadline)
             return self._keys if self._keys is not None else seen
+        finally:
+            self._lock.release()
 
     # -- freshness ----------------------------------------------------------------
 
@@ -342,6 +349,9 @@ class JWKSFetcher:
         return self._keys is not None and now < self._fetched_at + self.lifespan + self.max_stale
 
     def _refresh(self) -> KeySet:
+        # One deadline for this caller, whether it waits for a fetch in
+        # flight, makes one, or both: never longer than the timeout.
+        deadline = time.monotonic() + self.timeout
         now = self.clock()
         if self._usable(now):
             # Refresh ahead (or stale): one request fetches, the others keep the set.
@@ -349,28 +359,33 @@ class JWKSFetcher:
                 try:
                     now = self.clock()
                     if now >= self._refresh_at and now >= self._retry_at:
-                        self._fetch("refresh")
+                        self._fetch("refresh", deadline)
                 finally:
                     self._lock.release()
             keys = self._keys
             if keys is not None and self._usable(self.clock()):
                 return keys
         # No set to serve: wait for the fetch in flight, or make one.
-        with self._lock:
+        if not self._lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise SigningKeysUnavailableError()
+        try:
             now = self.clock()
             if not self._usable(now) and now >= self._retry_at:
-                self._fetch("load")
+                self._fetch("load", deadline)
             keys = self._keys
             if keys is None or not self._usable(self.clock()):
                 raise SigningKeysUnavailableError()
             return keys
+        finally:
+            self._lock.release()
 
     # -- fetching (always under self._lock) ------------------------------------------
 
-    def _fetch(self, reason: str) -> None:
+    def _fetch(self, reason: str, deadline: float) -> None:
+        """Fetch the set, discovery included, by ``deadline`` (``time.monotonic``)."""
         self.attempts += 1
         try:
-            keys = self._load()
+            keys = self._load(deadline)
         except _FetchFailed as failure:
             now = self.clock()
             self._retry_at = now + self.min_refetch
@@ -379,7 +394,7 @@ class JWKSFetcher:
             if self._usable(now):
                 state = f"serving keys fetched {now - self._fetched_at:.0f} s ago"
             else:
-                state = "no signing keys: tokens are refused"
+                state = "no signing keys: answering 503"
             throttled(
                 f"jwks-fail:{self.issuer}",
                 "JWKS for issuer %s: %s fetch failed (%s); %s",
@@ -397,23 +412,23 @@ class JWKSFetcher:
         self.successes += 1
         logger.debug("JWKS for issuer %s: %d keys (%s)", self.issuer, len(keys), reason)
 
-    def _load(self) -> KeySet:
+    def _load(self, deadline: float) -> KeySet:
         uri = self._uri
         if uri is None:
-            uri = self._uri = self._discover()
+            uri = self._uri = self._discover(deadline)
         try:
-            keys = KeySet.parse(self._get_json(uri), self.algorithms, uri)
+            keys = KeySet.parse(self._get_json(uri, deadline), self.algorithms, uri)
         except ValueError as exc:
             raise _FetchFailed(f"{uri}: {exc}") from None
         if not keys:
             raise _FetchFailed("no usable signing key in the set")
         return keys
 
-    def _discover(self) -> str:
+    def _discover(self, deadline: float) -> str:
         failures = []
         for url in metadata_urls(self.issuer):
             try:
-                metadata = self._get_json(url)
+                metadata = self._get_json(url, deadline)
             except _FetchFailed as failure:
                 failures.append(f"{url}: {failure}")
                 continue
@@ -430,10 +445,13 @@ class JWKSFetcher:
                 raise _FetchFailed(f"metadata at {url}: {exc}") from None
         raise _FetchFailed("discovery failed: " + "; ".join(failures))
 
-    def _get_json(self, url: str) -> dict[str, Any]:
+    def _get_json(self, url: str, deadline: float) -> dict[str, Any]:
         http = self._http if self._http is not None else default_client()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _FetchFailed(f"no time left for {url} (fetch timeout {self.timeout} s)")
         try:
-            response = http.request("GET", url, timeout=self.timeout, max_bytes=self.max_bytes)
+            response = http.request("GET", url, timeout=left, max_bytes=self.max_bytes)
         except (FetchError, ValueError) as exc:
             raise _FetchFailed(str(exc)) from None
         if response.status != 200:

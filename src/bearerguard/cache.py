@@ -1,10 +1,11 @@
 """The token cache in front of every validator.
 
-A validated token is kept until ``min(ttl, exp)``; a refused one for a short
-``negative_ttl``, so a flood of junk tokens does not reach the database or the
-authorization server. Concurrent misses for one token share a single
-validation (single-flight). Keys are SHA-256 digests: the cache never holds a
-raw token, and its ``repr`` never lists entries.
+A validated token is kept until ``min(ttl, exp)``, or its validator's
+``cache_until`` if sooner; a refused one for a short ``negative_ttl``, so a
+flood of junk tokens does not reach the database or the authorization server.
+Concurrent misses for one token share a single validation (single-flight).
+Keys are SHA-256 digests: the cache never holds a raw token, and its
+``repr`` never lists entries.
 
 Why not a bare ``cachetools.TLRUCache``: its ``__getitem__`` moves the key in
 an ``OrderedDict`` and reads the timer through a context manager, about 3.5 µs
@@ -258,7 +259,7 @@ class TokenCache:
         return flight.info
 
     def put(self, key: bytes, info: TokenInfo) -> None:
-        """Cache ``info`` until ``min(now + ttl, expires_at)``; skip if already past."""
+        """Cache ``info`` until ``min(now + ttl, expires_at, cache_until)``; skip if past."""
         with self._lock:
             self._put_locked(key, info, self.clock())
 
@@ -266,6 +267,8 @@ class TokenCache:
         deadline = now + self.ttl
         if info.expires_at is not None and info.expires_at < deadline:
             deadline = info.expires_at
+        if info.cache_until is not None and info.cache_until < deadline:
+            deadline = info.cache_until
         if deadline <= now:
             # Newer news says it has expired: an older entry must not outlive it.
             if self._index.pop(key, None) is not None:

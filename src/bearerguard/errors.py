@@ -157,17 +157,6 @@ class TokenRevokedError(InvalidTokenError):
     description = "token revoked"
 
 
-class SigningKeysUnavailableError(InvalidTokenError):
-    """No signing keys could be had (JWKS endpoint down, none fetched yet).
-
-    401 as RFC 6750 wants for a token that cannot be verified, but never
-    cached: the first request after the endpoint recovers is checked afresh.
-    """
-
-    description = "signing keys unavailable"
-    cacheable = False
-
-
 class InsufficientScopeError(BearerGuardError):
     """The token is valid but lacks what the view needs: 403 insufficient_scope."""
 
@@ -196,3 +185,14 @@ class ValidatorUnavailableError(BearerGuardError):
 
     def challenge(self, realm: str | None) -> str | None:
         return None
+
+
+class SigningKeysUnavailableError(ValidatorUnavailableError):
+    """No signing keys could be had (JWKS endpoint down, none fetched yet).
+
+    An outage, not a verdict on the token: 503 with ``Retry-After`` and never
+    cached, as for every backend, since many clients throw a token away on a
+    401. A ``kid`` missing from a key set that is at hand stays a 401.
+    """
+
+    description = "signing keys unavailable"

@@ -437,13 +437,16 @@ class RedisIntrospectionCache:
     Example::
 
         shared = RedisIntrospectionCache("redis://127.0.0.1:6379/0")
-        IntrospectionTokenValidator(endpoint, client_id, secret, shared_cache=shared)
+        IntrospectionTokenValidator(
+            endpoint, client_id, secret, audience=api, shared_cache=shared
+        )
 
     N workers then make one introspection call per token (per expiry of its
-    entry) instead of N. The validator signs what it stores (see its
-    ``shared_cache``); keys are SHA-256 digests of tokens, and each entry
-    expires with its answer. Redis failing is a miss: the validator asks the
-    authorization server itself, and the failure is logged once per interval.
+    entry) instead of N. The validator signs what it stores, expiry included
+    (see its ``shared_cache``): an entry kept past its TTL, by ``PERSIST`` or
+    otherwise, is ignored. Keys are SHA-256 digests of tokens. Redis failing
+    is a miss: the validator asks the authorization server itself, and the
+    failure is logged once per interval.
     """
 
     def __init__(

@@ -43,6 +43,9 @@ class TokenInfo:
     expiry_check: Callable[[], bool] | None = None
     #: Re-binds a cached ORM row to the current session (see ``bearerguard.sqla``).
     reattach: Callable[[Any], Any] | None = None
+    #: The latest time (epoch seconds) this validation may be trusted, if it
+    #: ends before the cache's ttl would: a shared answer's own lifetime.
+    cache_until: float | None = None
 
 
 class TokenValidator:

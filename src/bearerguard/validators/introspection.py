@@ -10,9 +10,11 @@ first request after it recovers is introspected afresh.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
+import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -29,6 +31,7 @@ from ..errors import (
     ValidatorUnavailableError,
 )
 from .base import TokenInfo, TokenValidator, describe_token, number_or_none
+from .jwt import _AnyAudience, _audiences  # one meaning of "audience" for both validators
 
 __all__ = ["AnswerCache", "IntrospectionToken", "IntrospectionTokenValidator"]
 
@@ -81,14 +84,21 @@ class IntrospectionTokenValidator(TokenValidator):
             )
         )
 
-    ``active: false`` is a 401 ``invalid_token`` (and lets a later opaque
-    validator try the token). ``active: true`` gives ``current_token``, the
-    response as an :class:`IntrospectionToken`; its ``exp`` is enforced.
+    ``active: false``, or an HTTP 400 whose RFC 6749 §5.2 error refuses the
+    token (``unsupported_token_type``, ``invalid_request``), is a 401
+    ``invalid_token``, cached for the negative ttl (and lets a later opaque
+    validator try the token); an outage is a 503, never cached.
+    ``active: true`` gives ``current_token``, the response as an
+    :class:`IntrospectionToken`; its ``exp`` is enforced.
     Tokens the server marks as not bearer tokens (``token_type`` other than
     ``Bearer``, ``token_use: refresh_token``) or as sender-constrained
     (``cnf``, RFC 8705 and RFC 9449, whose proof this validator cannot check)
     are refused. Without ``exp`` in the answers, a revocation at the server
     is seen here only when the cache entry ends: keep the cache ``ttl`` short.
+    With a ``shared_cache``, an answer is trusted by every process for at
+    most ``shared_ttl`` from when it was fetched (the cache entries of the
+    process that fetched it and of those that read it end then too), so a
+    revocation at the server is seen everywhere within ``shared_ttl``.
 
     :param endpoint: the introspection URL; https, or http to a loopback host.
     :param client_id: this resource server's client id at the server.
@@ -96,17 +106,24 @@ class IntrospectionTokenValidator(TokenValidator):
     :param auth_method: ``client_secret_basic`` (RFC 6749 §2.3.1) or
         ``client_secret_post``.
     :param issuer: if set, the answer's ``iss`` must be exactly this.
-    :param audience: if set, the answer's ``aud`` must contain one of these.
+    :param audience: required: this resource server's identifier(s), one of
+        which the answer's ``aud`` must contain, since a token meant for
+        another resource must not be accepted here (RFC 9700 §2.3).
+        :data:`~bearerguard.validators.jwt.ANY_AUDIENCE` skips the check, for
+        servers whose answers carry no ``aud``.
     :param timeout: seconds for the whole exchange.
     :param leeway: seconds of clock skew allowed for ``nbf`` (none for ``exp``).
     :param http: the :class:`~bearerguard._http.HTTPClient` (connection reuse).
     :param shared_cache: an :class:`AnswerCache` such as
         ``bearerguard.redis.RedisIntrospectionCache``: answers are shared by
         every process, so N workers make one call per token. Entries are
-        signed with a key derived from ``client_secret``: whoever can write to
-        the cache but does not know the secret cannot forge an answer.
-    :param shared_ttl: the longest a shared answer is kept (at most until its
-        ``exp``); match the cache ``ttl``. Inactive answers: ``shared_negative_ttl``.
+        signed with a key derived from ``client_secret``, their expiry inside
+        the signature: whoever can write to the cache but does not know the
+        secret can neither forge an answer nor keep one alive past its time
+        (``PERSIST``). So the secret must have 16 bytes at least.
+    :param shared_ttl: the longest any process trusts an answer, from when it
+        was fetched (at most until its ``exp``): the revocation lag with a
+        shared cache. Inactive answers: ``shared_negative_ttl``.
     :param clock: wall-clock seconds.
     """
 
@@ -120,7 +137,7 @@ class IntrospectionTokenValidator(TokenValidator):
         *,
         auth_method: AuthMethod = "client_secret_basic",
         issuer: str | None = None,
-        audience: str | Collection[str] | None = None,
+        audience: str | Collection[str] | _AnyAudience | None = None,
         timeout: float = 5.0,
         leeway: float = 60.0,
         max_bytes: int = 256 * 1024,
@@ -136,15 +153,17 @@ class IntrospectionTokenValidator(TokenValidator):
         self.endpoint = check_url(endpoint)
         if auth_method not in ("client_secret_basic", "client_secret_post"):
             raise ValueError(f"unsupported auth_method {auth_method!r}")
+        _check_secret(client_secret, shared=shared_cache is not None)
         self.client_id = client_id
         self.auth_method = auth_method
         self._secret = client_secret
         self.issuer = issuer
-        self.audiences = (
-            None
-            if audience is None
-            else frozenset([audience] if isinstance(audience, str) else audience)
-        )
+        if audience is None:
+            raise ValueError(
+                "audience is required (RFC 9700 §2.3): this resource server's identifier(s);"
+                " pass ANY_AUDIENCE (bearerguard.validators.jwt) to accept every audience"
+            )
+        self.audiences = _audiences(audience)
         self.timeout = timeout
         self.leeway = leeway
         self.max_bytes = max_bytes
@@ -155,8 +174,9 @@ class IntrospectionTokenValidator(TokenValidator):
         self.shared_negative_ttl = shared_negative_ttl
         # Bound to this endpoint and client: an answer cached for another
         # authorization server, or another resource server, does not verify.
+        # "v2": entries carry their expiry; older ones (without) never verify.
         self._mac_key = hmac.digest(
-            client_secret.encode(), f"bearerguard:{endpoint} {client_id}".encode(), "sha256"
+            client_secret.encode(), f"bearerguard:v2:{endpoint} {client_id}".encode(), "sha256"
         )
         counters = ("calls", "active", "inactive", "failures")
         self._counts = dict.fromkeys(counters + (("shared_hits",) if shared_cache else ()), 0)
@@ -170,22 +190,31 @@ class IntrospectionTokenValidator(TokenValidator):
     def validate(self, token_string: str) -> TokenInfo:
         """Introspect ``token_string``; refuse it unless it is active and ours."""
         key = hashlib.sha256(token_string.encode("utf-8", "surrogatepass")).hexdigest()
-        answer = self._shared_get(key) if self.shared_cache is not None else None
-        if answer is None:
+        shared = self._shared_get(key) if self.shared_cache is not None else None
+        if shared is None:
             answer = self.introspect(token_string)
             active = answer.get("active")
             if active is not True and active is not False:
                 self._unavailable("the answer has no boolean 'active'")
             self._count("active" if active else "inactive")
-            if self.shared_cache is not None:
-                self._shared_put(key, answer)
+            until = self._shared_put(key, answer) if self.shared_cache is not None else None
+        else:
+            answer, until = shared
         if not answer["active"]:
             raise UnknownTokenError("token is not active")
         self._check(answer)
-        return describe_token(IntrospectionToken(answer))
+        info = describe_token(IntrospectionToken(answer))
+        # No process trusts a shared answer longer than it is shared for.
+        return info if until is None else dataclasses.replace(info, cache_until=until)
 
     def introspect(self, token_string: str) -> dict[str, Any]:
-        """POST the token (RFC 7662 §2.1); the answer as a JSON object, or 503."""
+        """POST the token (RFC 7662 §2.1); the answer as a JSON object, or 503.
+
+        A 400 with an RFC 6749 §5.2 error about the request or the token
+        (``invalid_request``, ``unsupported_token_type``, ...) is the server
+        refusing this token: it reads as ``{"active": false}``. A 400 of any
+        other shape, 5xx, and 401/403 (our own credentials refused) are 503.
+        """
         form = {"token": token_string, "token_type_hint": "access_token"}
         headers = {"Content-Type": "application/x-www-form-urlencoded"}
         if self.auth_method == "client_secret_basic":
@@ -204,6 +233,17 @@ class IntrospectionTokenValidator(TokenValidator):
             )
         except FetchError as exc:
             self._unavailable(f"no answer: {type(exc.__cause__ or exc).__name__}")
+        if response.status == 400 and _refuses_the_token(response.body):
+            # RFC 7662 §2.2 wants "active": false for a token the server will
+            # not describe; some answer an RFC 6749 §5.2 error instead. Either
+            # way a verdict on the token, cached as one; not an outage.
+            throttled(
+                f"introspection-400:{self.endpoint}",
+                "introspection at %s refused a token with HTTP 400; taken as inactive",
+                self.endpoint,
+                level=logging.INFO,
+            )
+            return {"active": False}
         if response.status in (401, 403):
             self._unavailable(f"HTTP {response.status}: check client_id and client_secret")
         if response.status != 200:
@@ -249,7 +289,8 @@ class IntrospectionTokenValidator(TokenValidator):
             if self.audiences.isdisjoint(v for v in values if isinstance(v, str)):
                 _refuse("audience mismatch")
 
-    def _shared_get(self, key: str) -> dict[str, Any] | None:
+    def _shared_get(self, key: str) -> tuple[dict[str, Any], float] | None:
+        """A shared answer that verifies and has not expired, and its expiry."""
         assert self.shared_cache is not None
         value = self.shared_cache.get(key)
         if value is None:
@@ -262,26 +303,36 @@ class IntrospectionTokenValidator(TokenValidator):
                 "ignoring a shared introspection answer that does not verify",
             )
             return None
-        answer = json.loads(body)  # ours: it verified
-        if not isinstance(answer, dict):
+        entry = json.loads(body)  # ours: it verified
+        if not isinstance(entry, dict):
+            return None
+        answer, until = entry.get("answer"), number_or_none(entry.get("until"))
+        if not isinstance(answer, dict) or until is None:
+            return None
+        if self.clock() >= until:
+            # The store kept it past its TTL: made persistent, or clocks apart.
+            throttled(
+                f"introspection-shared-late:{self.endpoint}",
+                "ignoring a shared introspection answer past its expiry",
+            )
             return None
         self._count("shared_hits")
-        return answer
+        return answer, until
 
-    def _shared_put(self, key: str, answer: dict[str, Any]) -> None:
+    def _shared_put(self, key: str, answer: dict[str, Any]) -> float | None:
+        """Share ``answer``, its expiry inside the MAC; that expiry, or None if not shared."""
         assert self.shared_cache is not None
-        if answer["active"]:
-            ttl = self.shared_ttl
-            exp = number_or_none(answer.get("exp"))
-            if exp is not None:
-                ttl = min(ttl, exp - self.clock())
-        else:
-            ttl = self.shared_negative_ttl
-        if ttl <= 0:
-            return
-        body = json.dumps(answer, separators=(",", ":")).encode()
+        now = self.clock()
+        until = now + (self.shared_ttl if answer["active"] else self.shared_negative_ttl)
+        exp = number_or_none(answer.get("exp")) if answer["active"] else None
+        if exp is not None:
+            until = min(until, exp)
+        if until <= now:
+            return None
+        body = json.dumps({"until": until, "answer": answer}, separators=(",", ":")).encode()
         mac = hmac.digest(self._mac_key, key.encode() + b"." + body, "sha256").hex()
-        self.shared_cache.put(key, mac.encode() + b"." + body, ttl)
+        self.shared_cache.put(key, mac.encode() + b"." + body, until - now)
+        return until
 
     def _unavailable(self, reason: str) -> NoReturn:
         self._count("failures")
@@ -302,6 +353,41 @@ class IntrospectionTokenValidator(TokenValidator):
         """Introspection calls, and their outcomes: active, inactive, failures."""
         with self._counts_lock:
             return dict(self._counts)
+
+
+#: RFC 6749 §5.2 (and RFC 7009 §2.2.1) error codes that refuse the request or
+#: its token. ``invalid_client`` and ``unauthorized_client`` are about our
+#: credentials, so a 503 like 401 and 403; an unknown code is too.
+_TOKEN_ERRORS = frozenset(
+    {"invalid_request", "invalid_token", "invalid_grant", "unsupported_token_type"}
+)
+
+
+def _refuses_the_token(body: bytes) -> bool:
+    """True for an RFC 6749 §5.2 error body whose ``error`` is about the token."""
+    try:
+        error = json.loads(body, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        return False
+    code = error.get("error") if isinstance(error, dict) else None
+    return isinstance(code, str) and code in _TOKEN_ERRORS
+
+
+#: The least secret that may key the shared answers' MAC (HMAC-SHA-256).
+MIN_SHARED_SECRET_BYTES = 16
+
+
+def _check_secret(secret: str, *, shared: bool) -> None:
+    # Empty is always a mistake (an unset environment variable): no server
+    # authenticates a client by it. A short one is the server's business
+    # until it keys our MAC: then whoever guesses it can forge answers.
+    if not secret:
+        raise ValueError("client_secret is empty")
+    if shared and len(secret.encode()) < MIN_SHARED_SECRET_BYTES:
+        raise ValueError(
+            f"a shared_cache needs a client_secret of at least {MIN_SHARED_SECRET_BYTES}"
+            " bytes: it keys the MAC that keeps shared answers from being forged"
+        )
 
 
 def _refuse(description: str) -> NoReturn:
