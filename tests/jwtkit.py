@@ -6,7 +6,7 @@ generation is slow).
 
 Minting::
 
-    key = Keypair.generate("RS256", kid="k1")      # or ES256, ES384, PS256, EdDSA
+    key = Keypair.generate("RS256", kid="k1")      # or ES256, ES384, ES512, PS256, EdDSA
     validator = JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key), clock=clock)
     token = make_token(key, now=clock(), scope="profile")
     no_aud = make_token(key, now=clock(), header={"kid": "other"}, aud=None)  # None removes
@@ -58,9 +58,10 @@ _FAMILIES = {
     "PS256": "RSA",
     "ES256": "EC",
     "ES384": "EC",
+    "ES512": "EC",
     "EdDSA": "OKP",
 }
-_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}
+_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class Keypair:
 
     @classmethod
     def generate(cls, alg: str = "RS256", *, kid: str | None = None, bits: int = 2048) -> Keypair:
-        """A fresh key for ``alg`` (RS*/PS* RSA, ES256 P-256, ES384 P-384, EdDSA Ed25519)."""
+        """A fresh key for ``alg`` (RS*/PS* RSA, ES256/384/512 P-256/384/521, EdDSA Ed25519)."""
         family = _FAMILIES[alg]
         if family == "RSA":
             private: Any = rsa.generate_private_key(public_exponent=65537, key_size=bits)
@@ -185,6 +186,37 @@ def sign_raw(key: Keypair, header: dict[str, Any], payload: dict[str, Any] | byt
     algorithm = jwt.get_algorithm_by_name(header["alg"])
     signature = algorithm.sign(signing_input.encode(), key.private_key)
     return f"{signing_input}.{b64url(signature)}"
+
+
+#: The order n of each ECDSA curve's group (SEC 2 v2, sections 2.4.2, 2.5.1, 2.6.1).
+CURVE_ORDERS = {
+    "ES256": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+    "ES384": int(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF"
+        "581A0DB248B0A77AECEC196ACCC52973",
+        16,
+    ),
+    "ES512": int(
+        "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+        "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+        16,
+    ),
+}
+
+
+def ecdsa_twin(token: str, alg: str) -> str:
+    """The same header and claims under the other valid ECDSA signature.
+
+    A JWS carries ECDSA signatures as raw ``r || s`` (RFC 7518 §3.4); if
+    ``(r, s)`` verifies, so does ``(r, n - s)``: a second token string for one
+    signed content, made without the key.
+    """
+    signing_input, _, encoded = token.rpartition(".")
+    raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    size = len(raw) // 2
+    s = int.from_bytes(raw[size:], "big")
+    twin = raw[:size] + (CURVE_ORDERS[alg] - s).to_bytes(size, "big")
+    return f"{signing_input}.{b64url(twin)}"
 
 
 def segments(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes]:

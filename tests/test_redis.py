@@ -26,9 +26,20 @@ from flask import Flask, jsonify
 from bearerguard import ResourceProtector, TokenCache, ValidatorUnavailableError
 from bearerguard._credentials import digest
 from bearerguard.redis import RedisRevocationStore
-from bearerguard.validators import BearerTokenValidator, TokenInfo
+from bearerguard.validators import BearerTokenValidator, JWTBearerTokenValidator, TokenInfo
 
 from .conftest import FakeClock
+from .jwtkit import (
+    AUDIENCE,
+    ISSUER,
+    assert_refused,
+    cached_keypair,
+    call,
+    ecdsa_twin,
+    jwks,
+    make_token,
+    protected_app,
+)
 from .servers import TCPProxy
 
 pytestmark = pytest.mark.services
@@ -160,6 +171,30 @@ def test_a_revocation_in_one_process_is_enforced_by_another_at_once(shared: Shar
     # Redis holds the digest, never the token, until the token's own expiry.
     expiry = validator_a.tokens["tok-a"]["exp"]
     assert shared.members("token") == {hashlib.sha256(b"tok-a").hexdigest(): expiry}
+
+
+def test_an_ecdsa_twin_of_a_token_revoked_elsewhere_is_refused(shared: Shared) -> None:
+    key = cached_keypair("ES256", "ec-1")
+    protectors = []
+    for store in (shared.store(), shared.store()):
+        protector = ResourceProtector(revocations=store)
+        protector.register_token_validator(
+            JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key))
+        )
+        protectors.append(protector)
+    app_b = protected_app(protectors[1])
+    token = make_token(key)
+    twin = ecdsa_twin(token, key.alg)
+    assert call(app_b, twin).status == 200
+
+    protectors[0].revoke(token)
+
+    wait_until(lambda: call(app_b, twin).status == 401, what="B refuses the twin")
+    assert_refused(call(app_b, twin), "token revoked")
+    # A third process, started now, loads the same key from Redis.
+    late = ResourceProtector(revocations=shared.store())
+    late.register_token_validator(JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key)))
+    assert_refused(call(protected_app(late), twin), "token revoked")
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""The in-process deny-list: batches, purging under load, forks, counters.
+"""The in-process deny-list: batches, purging under load, forks, counters, and
+what ``revoke()`` covers (every spelling of a JWS).
 
 The protector-level behaviour of ``revoke*`` is in ``test_rfc6750.py``; the
 shared store in ``test_redis.py``.
@@ -8,14 +9,30 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
+import jwt
 import pytest
 
+from bearerguard import ResourceProtector
 from bearerguard._credentials import digest
 from bearerguard.revocation import RevocationStore
+from bearerguard.validators import JWTBearerTokenValidator
 from bearerguard.validators.base import TokenInfo
 
 from .conftest import FakeClock, fork_while_held
+from .jwtkit import (
+    AUDIENCE,
+    ISSUER,
+    Keypair,
+    assert_refused,
+    cached_keypair,
+    call,
+    ecdsa_twin,
+    jwks,
+    make_token,
+    protected_app,
+)
 
 
 def info(**facts: object) -> TokenInfo:
@@ -96,3 +113,50 @@ def test_a_forked_child_can_revoke_while_a_parent_thread_held_the_lock(
         return True
 
     assert fork_while_held(store._lock, revoke_in_child)
+
+
+# -- a JWS is revoked by what it signs, whatever the spelling of its signature ----------
+
+
+@pytest.fixture(params=["ES256", "ES384", "ES512"])
+def ec_protector(request: pytest.FixtureRequest, clock: FakeClock) -> tuple[Keypair, Any]:
+    key = cached_keypair(request.param, "ec-1")
+    protector = ResourceProtector(clock=clock)
+    protector.register_token_validator(JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key)))
+    return key, protector
+
+
+@pytest.mark.parametrize("revoked", ["original", "twin"])
+def test_revoking_an_ecdsa_token_refuses_its_twin_signature(
+    ec_protector: tuple[Keypair, ResourceProtector], clock: FakeClock, revoked: str
+) -> None:
+    """(r, s) and (r, n - s) both verify: two strings, one header, one claim
+    set, one jti. A revocation keyed on the string missed the other one."""
+    key, protector = ec_protector
+    app = protected_app(protector)
+    token = make_token(key, now=clock())
+    twin = ecdsa_twin(token, key.alg)
+    assert twin != token
+    assert jwt.PyJWS().decode(twin, key=key.public_key, algorithms=[key.alg])
+    assert call(app, twin).status == 200  # a working token of its own
+
+    protector.revoke(token if revoked == "original" else twin)
+
+    assert_refused(call(app, token), "token revoked")
+    assert_refused(call(app, twin), "token revoked")
+    clock.advance(299)
+    assert_refused(call(app, twin), "token revoked")
+
+
+def test_a_forged_signature_never_hits_the_real_tokens_cache_entry(clock: FakeClock) -> None:
+    """The deny-list keys a JWS by its signed content; the cache must not:
+    a forged signature over the same content is a different, invalid token."""
+    key = cached_keypair("ES256", "ec-1")
+    protector = ResourceProtector(clock=clock)
+    protector.register_token_validator(JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key)))
+    app = protected_app(protector)
+    token = make_token(key, now=clock())
+    assert call(app, token).status == 200  # cached
+    signing_input, _, signature = token.rpartition(".")
+    forged = f"{signing_input}.{'A' * len(signature)}"
+    assert_refused(call(app, forged), "invalid signature")

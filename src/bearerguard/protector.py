@@ -6,6 +6,7 @@ deny-list) is framework-neutral.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -27,7 +28,13 @@ from werkzeug.exceptions import (
 )
 from werkzeug.local import LocalProxy
 
-from ._credentials import check_token, digest, parse_authorization, peek_jws
+from ._credentials import (
+    check_token,
+    digest,
+    parse_authorization,
+    peek_jws,
+    signed_content_digest,
+)
 from ._log import fingerprint, logger, throttled
 from ._requirements import Requirement, ScopeOperator, compile_requirement
 from .cache import TokenCache, _Counter
@@ -362,7 +369,10 @@ class ResourceProtector:
             entry = self._jws_entry.get(issuer) if isinstance(issuer, str) else None
             if entry is None:
                 raise InvalidTokenError("untrusted issuer" if payload else "malformed token")
-            return entry(token, jws[0], payload)
+            info = entry(token, jws[0], payload)
+            if info.revocation_key is None:  # a JWT validator of the user's own
+                info = dataclasses.replace(info, revocation_key=_signed_content_key(token))
+            return info
         unavailable: ValidatorUnavailableError | None = None
         for validator in self._opaque:
             try:
@@ -386,7 +396,11 @@ class ResourceProtector:
     # -- revocation ---------------------------------------------------------------
 
     def revoke(self, token_string: str) -> None:
-        """Refuse ``token_string`` from the next request on, until it would have expired."""
+        """Refuse ``token_string`` from the next request on, until it would have expired.
+
+        A JWS is revoked by what it signs, so every spelling of its signature
+        is refused with it (an ECDSA signature has a twin that verifies too).
+        """
         key = digest(token_string)
         until = self._known_expiry(key, token_string)
         longest = self.clock() + self.revocations.max_token_lifetime
@@ -394,7 +408,8 @@ class ResourceProtector:
             # An exp read from the token string is unverified: the caller's
             # word, or a forger's. No entry outlives the longest-lived token.
             until = longest
-        self.revocations.revoke_token(key, until)
+        self.revocations.revoke_token(self._revocation_key(key, token_string), until)
+        self._evict_key(key)  # a JWS's entry is not under its revocation key
         logger.info("revoked token %s", fingerprint(token_string))
 
     def revoke_jti(self, jti: str, exp: float) -> None:
@@ -416,6 +431,13 @@ class ResourceProtector:
     def _evict_key(self, key: bytes) -> None:
         if self.cache is not None:
             self.cache.evict(key)
+
+    def _revocation_key(self, key: bytes, token_string: str) -> bytes:
+        """The deny-list key a validation of ``token_string`` would carry: what
+        :meth:`_validate` sends to a JWT validator is keyed by its signed content."""
+        if self._jwt and peek_jws(token_string) is not None:
+            return _signed_content_key(token_string)
+        return key
 
     def _known_expiry(self, key: bytes, token_string: str) -> float | None:
         entry = self.cache._index.get(key) if self.cache is not None else None
@@ -451,6 +473,10 @@ class ResourceProtector:
             "revocations": self.revocations.stats(),
             "validators": validators,
         }
+
+
+def _signed_content_key(token: str) -> bytes:
+    return signed_content_digest(token.rpartition(".")[0])
 
 
 def _jws_entry(validator: TokenValidator) -> Callable[[str, Any, Any], TokenInfo]:

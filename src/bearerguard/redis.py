@@ -177,7 +177,7 @@ class RedisRevocationStore(RevocationStore):
             if now >= self._refuse_after:
                 raise ValidatorUnavailableError("revocation list unavailable")
         # RevocationStore.is_revoked, inlined: a call is a quarter of its cost.
-        until = self.tokens.get(key)
+        until = self.tokens.get(info.revocation_key or key)
         if until is not None and now < until:
             return True
         return self.has_rules and self._rule_matches(info, now)

@@ -2,7 +2,8 @@
 
 Four kinds of entry, each kept only as long as it can matter:
 
-* a token (by digest), until the token would have expired;
+* a token (by digest; a JWS by the digest of its signed content, so that
+  every spelling of its signature is covered), until it would have expired;
 * a ``jti``, until the given expiry;
 * a subject, or a client: every token of it issued up to a time, kept for
   ``max_token_lifetime`` after that time (no token issued before it can still
@@ -82,8 +83,13 @@ class RevocationStore:
     # -- the hot path ----------------------------------------------------------
 
     def is_revoked(self, key: bytes, info: TokenInfo, now: float) -> bool:
-        """True when the token, its ``jti``, subject or client is revoked."""
-        until = self.tokens.get(key)
+        """True when the token, its ``jti``, subject or client is revoked.
+
+        ``key`` is the token's digest; a JWS is looked up by the digest of its
+        signed content instead (``info.revocation_key``), so no other spelling
+        of its signature escapes a revocation.
+        """
+        until = self.tokens.get(info.revocation_key or key)
         if until is not None and now < until:
             return True
         if not self.has_rules:

@@ -43,6 +43,10 @@ class TokenInfo:
     expiry_check: Callable[[], bool] | None = None
     #: Re-binds a cached ORM row to the current session (see ``bearerguard.sqla``).
     reattach: Callable[[Any], Any] | None = None
+    #: The deny-list key, when it is not the token's digest: for a JWS, the
+    #: digest of what is signed, which every spelling of its signature shares
+    #: (see ``bearerguard._credentials.signed_content_digest``).
+    revocation_key: bytes | None = None
 
 
 class TokenValidator:
