@@ -257,6 +257,53 @@ def test_entries_expire_with_their_tokens(shared: Shared, clock: FakeClock) -> N
     assert shared.members("token") == {other.hex(): clock() + 50}
 
 
+DAY = 86400.0
+
+
+def test_a_revocation_lasts_as_long_as_its_token_in_redis(shared: Shared, clock: FakeClock) -> None:
+    """A revoked 48 h JWT stays refused for 48 h, also by a process started on day two."""
+    key = cached_keypair("ES256", "ec-1")
+    protector = ResourceProtector(clock=clock, revocations=shared.store(clock=clock))
+    protector.register_token_validator(JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key)))
+    exp = int(clock()) + 2 * 86400
+    token = make_token(key, now=clock(), exp=exp)
+    protector.revoke(token)
+    [(_, score)] = shared.members("token").items()
+    assert score == exp
+    assert shared.raw.pttl(shared.prefix + "token") > 47 * 3600 * 1000
+    clock.advance(DAY + 3600)
+    late = ResourceProtector(clock=clock, revocations=shared.store(clock=clock))
+    late.register_token_validator(JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key)))
+    assert_refused(call(protected_app(late), token), "token revoked")
+
+
+def test_entries_kept_for_ever_persist_and_reach_everyone(shared: Shared) -> None:
+    """A token without expiry, and a rule without max_token_lifetime, last for ever:
+    the sets persist (no TTL), and the messages carry "never" as JSON can."""
+    a, b = shared.started(), shared.started()
+    a.revoke_token(KEY, float("inf"))
+    a.revoke_subject("alice", time.time())
+    wait_until(lambda: b.is_revoked(KEY, info(), time.time()), what="B applies the token")
+    wait_until(lambda: b.subjects.get("alice"), what="B applies the rule")
+    assert shared.members("token") == {KEY.hex(): float("inf")}
+    assert shared.raw.pttl(shared.prefix + "token") == -1
+    assert shared.raw.pttl(shared.prefix + "sub") == -1
+    a.revoke_token(digest("token-2"), time.time() + 60)  # a later, shorter entry
+    assert shared.raw.pttl(shared.prefix + "token") == -1, "still persists"
+    late = shared.store(clock=lambda: time.time() + 400 * DAY)
+    assert late.is_revoked(KEY, info(), time.time() + 400 * DAY)
+    old = info(subject="alice", issued_at=1.0)
+    assert late.is_revoked(digest("x"), old, time.time() + 400 * DAY)
+
+
+def test_revoking_junk_writes_nothing_to_redis(shared: Shared) -> None:
+    _, protector, _ = _app(shared.store())
+    for n in range(200):
+        protector.revoke(f"junk-{n}")
+    assert shared.members("token") == {}
+    assert protector.revocations.stats()["tokens"] == 0
+
+
 def test_the_stricter_of_two_revocations_wins(shared: Shared) -> None:
     a, b = shared.started(), shared.started()
     now = time.time()

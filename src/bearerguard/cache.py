@@ -197,6 +197,11 @@ class TokenCache:
             return entry
         return None
 
+    def peek(self, key: bytes) -> CacheEntry | None:
+        """The live entry for ``key``, counting no hit (for ``revoke``)."""
+        entry = self._index.get(key)
+        return entry if entry is not None and self.clock() < entry.deadline else None
+
     def load(self, key: bytes, loader: Callable[[], TokenInfo]) -> TokenInfo:
         """Validate through ``loader`` once for all concurrent callers, and cache.
 

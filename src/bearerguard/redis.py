@@ -52,13 +52,21 @@ __all__ = ["RedisIntrospectionCache", "RedisRevocationStore"]
 # ZADD GT keeps the later expiry; the trim and TTL keep the set no bigger and
 # no longer-lived than its live entries; PUBLISH in the same call makes the
 # write and the message one event.
+# A want of -1 is an entry kept for ever (a token without expiry, a rule
+# without max_token_lifetime): the set then persists; such an entry is never
+# trimmed, so a set that persists while it exists always holds one.
 _WRITE = """
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
 redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
 local want = tonumber(ARGV[4])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl ~= -2 and ttl < want then
-    redis.call('PEXPIRE', KEYS[1], want)
+if want < 0 then
+    redis.call('PERSIST', KEYS[1])
+else
+    local ttl = redis.call('PTTL', KEYS[1])
+    if (fresh and ttl == -1) or (ttl >= 0 and ttl < want) then
+        redis.call('PEXPIRE', KEYS[1], want)
+    end
 end
 return redis.call('PUBLISH', ARGV[5], ARGV[6])
 """
@@ -76,6 +84,8 @@ return #rows > 0 and cjson.encode(rows) or '[]'
 PAGE = 20_000
 
 _KINDS = ("token", *RULE_KINDS, "evict")
+#: The kinds whose time is an expiry, which may be "never" (inf).
+_UNTIL_KINDS = ("token", "jti")
 _INF = float("inf")
 
 
@@ -105,6 +115,10 @@ class RedisRevocationStore(RevocationStore):
     :param channel: the pub/sub channel; share it between the processes that
         share a deny-list.
     :param key_prefix: the prefix of the sorted sets.
+    :param max_token_lifetime: see
+        :class:`~bearerguard.revocation.RevocationStore`, as are
+        ``max_unverified`` and ``unverified_lifetime``; give every process
+        that shares the deny-list the same value.
     :param max_outage: seconds without Redis after which requests get 503;
         None (the default) serves from local state however long it lasts.
     :param eviction_horizon: how long cache evictions stay replayable; make it
@@ -117,7 +131,9 @@ class RedisRevocationStore(RevocationStore):
         *,
         channel: str = "bearerguard:revocations",
         key_prefix: str = "bearerguard:",
-        max_token_lifetime: float = 86400.0,
+        max_token_lifetime: float | None = None,
+        max_unverified: int = 10_000,
+        unverified_lifetime: float | None = None,
         max_outage: float | None = None,
         backoff: tuple[float, float] = (0.05, 5.0),
         startup_timeout: float = 2.0,
@@ -126,7 +142,12 @@ class RedisRevocationStore(RevocationStore):
         eviction_horizon: float = 600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(max_token_lifetime=max_token_lifetime, clock=clock)
+        super().__init__(
+            max_token_lifetime=max_token_lifetime,
+            max_unverified=max_unverified,
+            unverified_lifetime=unverified_lifetime,
+            clock=clock,
+        )
         self._owns_client = isinstance(url_or_client, str)
         self.client: Any = (
             _client_from_url(url_or_client, socket_timeout)
@@ -276,7 +297,7 @@ class RedisRevocationStore(RevocationStore):
     def _reload(self) -> None:
         now = self.clock()
         since = self._last_alive
-        horizon = now - self.max_token_lifetime
+        horizon = now - self.rule_span
         rules = [
             (kind, member, when)
             for kind, low in (("jti", now), ("sub", horizon), ("client", horizon))
@@ -309,8 +330,8 @@ class RedisRevocationStore(RevocationStore):
         try:
             message = json.loads(data)
             kind, value, when = message["k"], message["v"], float(message["w"])
-            if not math.isfinite(when):
-                raise ValueError("not a time")
+            if not math.isfinite(when) and not (when == _INF and kind in _UNTIL_KINDS):
+                raise ValueError("not a time")  # only an expiry may be "never"
             if message.get("o") == self._origin:
                 return  # ours: applied when we made it
             if kind == "token" or kind == "evict":
@@ -395,13 +416,16 @@ class RedisRevocationStore(RevocationStore):
         elif kind == "evict":
             expires, trim = when + self.eviction_horizon, now - self.eviction_horizon
         else:
-            expires, trim = when + self.max_token_lifetime, now - self.max_token_lifetime
+            expires, trim = when + self.rule_span, now - self.rule_span
         if expires <= now:
             return  # nothing left to refuse
+        # "inf" as a string: JSON has no infinity (Python's json would write
+        # Infinity, which other JSON readers refuse).
         message = json.dumps(
-            {"o": self._origin, "k": kind, "v": value, "w": when}, separators=(",", ":")
+            {"o": self._origin, "k": kind, "v": value, "w": when if when < _INF else "inf"},
+            separators=(",", ":"),
         )
-        ttl_ms = int((expires - now) * 1000) + 1000
+        ttl_ms = -1 if expires == _INF else int((expires - now) * 1000) + 1000
         args = [value, repr(when), repr(trim), ttl_ms, self.channel, message]
         self._write(keys=[self.keys[kind]], args=args)
         self._bump("written")
