@@ -102,7 +102,8 @@ class ResourceProtector:
             return jsonify(current_token.user.to_dict())
 
     :param realm: the ``realm`` of every ``WWW-Authenticate`` challenge.
-    :param cache: a :class:`TokenCache`; ``None`` validates every request.
+    :param cache: a :class:`TokenCache`, for this protector alone (a second
+        protector given it raises ``ValueError``); ``None`` validates every request.
     :param revocations: the deny-list; default an in-process
         :class:`RevocationStore`, or ``bearerguard.redis.RedisRevocationStore``
         to share it between processes.
@@ -127,6 +128,8 @@ class ResourceProtector:
         self.realm = realm
         self.clock = clock
         self.cache = TokenCache(clock=clock) if cache is _DEFAULT else cache
+        if self.cache is not None:
+            self.cache.bind(self)  # one protector's validations, never another's
         self.revocations = revocations if revocations is not None else RevocationStore(clock=clock)
         self.revocations.add_listener(self._evict_key)
         self.allow_form_token = allow_form_token
