@@ -438,6 +438,66 @@ def test_a_killed_subscription_reconnects_and_reloads(shared: Shared, redis_url:
     wait_until(lambda: shared.kill_subscribers(name) == 1, what="B is subscribed again")
 
 
+# -- Redis losing the deny-list -------------------------------------------------------
+
+
+def _revoke_three(store: RedisRevocationStore) -> None:
+    store.revoke_token(KEY, LATER)
+    store.revoke_jti("j-lost", LATER)
+    store.revoke_subject("bob", time.time())
+
+
+def _refuses_all_three(store: RedisRevocationStore) -> bool:
+    now = time.time()
+    return (
+        store.is_revoked(KEY, info(), now)
+        and store.is_revoked(digest("x"), info(jti="j-lost"), now)
+        and store.is_revoked(digest("x"), info(subject="bob", issued_at=1.0), now)
+    )
+
+
+def _in_redis(shared: Shared) -> bool:
+    return (
+        KEY.hex() in shared.members("token")
+        and "j-lost" in shared.members("jti")
+        and "bob" in shared.members("sub")
+    )
+
+
+def test_a_deny_list_flushed_from_redis_is_written_back_by_the_survivors(shared: Shared) -> None:
+    """FLUSHALL, or a failover to an empty replica, while the subscriptions stay
+    up: the survivors still hold every entry, and must put them back before a
+    process started later loads an empty list and accepts revoked tokens."""
+    a, b = shared.started(ping_interval=0.2), shared.started(ping_interval=0.2)
+    _revoke_three(a)
+    wait_until(lambda: _refuses_all_three(b), what="B applies the revocations")
+    shared.raw.flushdb()
+    wait_until(lambda: _in_redis(shared), what="the survivors write the list back")
+    assert a.stats()["restored"] + b.stats()["restored"] >= 3
+    late = shared.store()
+    assert _refuses_all_three(late)
+
+
+def test_a_process_started_after_the_loss_hears_of_the_restore(shared: Shared) -> None:
+    """Started between the loss and the survivors noticing it, a process loads
+    an empty list: the survivor's restore tells it to load again."""
+    survivor = shared.started(ping_interval=1.0)
+    _revoke_three(survivor)
+    shared.raw.flushdb()
+    late = shared.started()
+    wait_until(lambda: _refuses_all_three(late), timeout=10, what="the late process reloads")
+
+
+def test_a_process_that_reconnects_writes_its_list_back(shared: Shared, redis_url: str) -> None:
+    name = f"bg-restore-{uuid.uuid4().hex[:6]}"
+    survivor = shared.started(f"{redis_url}?client_name={name}", ping_interval=60.0)
+    _revoke_three(survivor)
+    shared.raw.flushdb()  # Redis restarted without persistence, say
+    assert shared.kill_subscribers(name) == 1
+    wait_until(lambda: _in_redis(shared), what="the reconnected survivor writes back")
+    assert _refuses_all_three(shared.store())
+
+
 # -- processes ----------------------------------------------------------------------
 
 

@@ -20,14 +20,23 @@ waits on the network. Redis holds the shared copy and carries the news:
 * a background thread in each process applies the others' messages at once,
   evicting the token from the local cache;
 * a process that starts, or reconnects, loads the current deny-list after its
-  subscription is confirmed, so nothing published meanwhile is missed.
+  subscription is confirmed, so nothing published meanwhile is missed, and
+  writes its own whole list back (``ZADD GT`` makes that idempotent): Redis
+  may have lost entries (a restart without persistence, a failover to an
+  empty replica) that only the surviving processes still hold;
+* a loss without a reconnect (``FLUSHALL`` while the subscription stays up)
+  is seen by ``{prefix}epoch``, a mark set at each resync and checked every
+  ``ping_interval``: gone or changed, the process resyncs. A write that put
+  back anything missing broadcasts a reload, so a process that started
+  after the loss, and loaded an empty list, learns what was restored.
 
 Sorted sets rather than one key per entry: a process loads the whole list in
 one round trip (no ``SCAN`` over the keyspace), and ``ZADD GT`` keeps the
 stricter of two concurrent revocations. Each write trims the entries whose
 tokens have expired, every load skips them, and each set's own TTL is pushed
-out to its last entry's expiry, so an idle deny-list disappears with its
-tokens. Only SHA-256 digests of tokens are stored, never the tokens.
+out to its last entry's expiry (a set holding an entry kept for ever
+persists), so an idle deny-list disappears with its tokens. Only SHA-256
+digests of tokens are stored, never the tokens.
 """
 
 from __future__ import annotations
@@ -49,17 +58,18 @@ from .validators.base import TokenInfo
 
 __all__ = ["RedisIntrospectionCache", "RedisRevocationStore"]
 
-# ZADD GT keeps the later expiry; the trim and TTL keep the set no bigger and
-# no longer-lived than its live entries; PUBLISH in the same call makes the
-# write and the message one event.
-# A want of -1 is an entry kept for ever (a token without expiry, a rule
-# without max_token_lifetime): the set then persists; such an entry is never
-# trimmed, so a set that persists while it exists always holds one.
+# ZADD GT keeps the later expiry of each (score, member) pair in ARGV[5..];
+# CH counts what was missing or older, which a restore needs to know. The
+# trim and TTL keep the set no bigger and no longer-lived than its live
+# entries; PUBLISH in the same call (unless ARGV[4] is empty) makes the write
+# and the message one event. A want of -1 is an entry kept for ever (a token
+# without expiry, a rule without max_token_lifetime): the set then persists;
+# such an entry is never trimmed, so a set that persists always holds one.
 _WRITE = """
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
-redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
-local want = tonumber(ARGV[4])
+local changed = redis.call('ZADD', KEYS[1], 'GT', 'CH', unpack(ARGV, 5))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+local want = tonumber(ARGV[2])
 if want < 0 then
     redis.call('PERSIST', KEYS[1])
 else
@@ -68,8 +78,13 @@ else
         redis.call('PEXPIRE', KEYS[1], want)
     end
 end
-return redis.call('PUBLISH', ARGV[5], ARGV[6])
+if ARGV[4] ~= '' then
+    redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
+return changed
 """
+#: Pairs per restore call: Lua's unpack() is limited to a few thousand values.
+RESTORE_CHUNK = 1000
 
 # One page of a set, as one JSON string: redis-py's parser takes ~0.8 s for the
 # 200k items of 100k entries, json.loads ~30 ms. Pages (PAGE entries, highest
@@ -156,6 +171,7 @@ class RedisRevocationStore(RevocationStore):
         )
         self.channel = channel
         self.keys = {kind: f"{key_prefix}{kind}" for kind in _KINDS}
+        self._epoch_key = f"{key_prefix}epoch"
         self.max_outage = max_outage
         self.backoff = backoff
         self.startup_timeout = startup_timeout
@@ -163,7 +179,7 @@ class RedisRevocationStore(RevocationStore):
         self.eviction_horizon = eviction_horizon
         self._write = self.client.register_script(_WRITE)
         self._load = self.client.register_script(_LOAD)
-        self._counters = {"messages": 0, "reloads": 0, "outages": 0, "written": 0}
+        self._counters = {"messages": 0, "reloads": 0, "outages": 0, "written": 0, "restored": 0}
         self._reset_process_state()
 
     def _reset_process_state(self) -> None:
@@ -176,6 +192,7 @@ class RedisRevocationStore(RevocationStore):
         self._synced = threading.Event()
         self._thread: threading.Thread | None = None
         self._healthy = False
+        self._epoch: Any = None  # the mark of the Redis copy we last synced with
         self._delay = self.backoff[0]
         self._pending: dict[tuple[str, str], float] = getattr(self, "_pending", {})
         self._down_since: float | None = None
@@ -266,20 +283,55 @@ class RedisRevocationStore(RevocationStore):
                         raise ConnectionError("no answer to PING")
                     pubsub.ping()
                     pinged, awaiting = time.monotonic(), True
+                    if synced and self._lost():
+                        self._resync()
         finally:
             pubsub.close()
 
     # -- keeping in step -----------------------------------------------------------
 
     def _resync(self) -> None:
-        """After (re)subscribing: push our queue, load everything, replay evictions."""
+        """After (re)subscribing, or a loss: push our queue, load everything,
+        replay evictions, and write our whole list back."""
         self._flush()
+        # Marked before the restore: a loss after this takes the mark too.
+        self._claim_epoch()
         self._reload()
+        self._restore()
         self._mark_healthy()
         self._flush()  # revocations queued while we reloaded
         self._delay = self.backoff[0]
         self._last_alive = self.clock()
         self._synced.set()
+
+    def _claim_epoch(self) -> None:
+        """Mark the Redis copy this process holds (if none is marked) and remember it."""
+        self.client.set(self._epoch_key, secrets.token_hex(8), nx=True)
+        self._epoch = self.client.get(self._epoch_key)
+
+    def _lost(self) -> bool:
+        """True when Redis lost its copy (or another process found it lost) since our sync."""
+        return bool(self.client.get(self._epoch_key) != self._epoch)
+
+    def _restore(self) -> None:
+        """Write every live local entry back; if Redis lacked any, tell everyone to reload."""
+        with self._lock:
+            tables: dict[str, list[tuple[str, float]]] = {
+                "token": [(key.hex(), until) for key, until in self.tokens.items()],
+                "jti": list(self.jtis.items()),
+                "sub": list(self.subjects.items()),
+                "client": list(self.clients.items()),
+            }
+        restored = 0
+        for kind, pairs in tables.items():
+            for start in range(0, len(pairs), RESTORE_CHUNK):
+                restored += self._write_pairs(kind, pairs[start : start + RESTORE_CHUNK])
+        if restored:
+            with self._state_lock:
+                self._counters["restored"] += restored
+            logger.warning("Redis had lost %d deny-list entries; written back", restored)
+            message = {"o": self._origin, "k": "reload", "v": "", "w": self.clock()}
+            self.client.publish(self.channel, json.dumps(message, separators=(",", ":")))
 
     def _mark_healthy(self) -> None:
         with self._state_lock:
@@ -327,6 +379,7 @@ class RedisRevocationStore(RevocationStore):
                 return rows
 
     def _on_message(self, data: Any) -> None:
+        reload = False
         try:
             message = json.loads(data)
             kind, value, when = message["k"], message["v"], float(message["w"])
@@ -334,7 +387,9 @@ class RedisRevocationStore(RevocationStore):
                 raise ValueError("not a time")  # only an expiry may be "never"
             if message.get("o") == self._origin:
                 return  # ours: applied when we made it
-            if kind == "token" or kind == "evict":
+            if kind == "reload":
+                reload = True
+            elif kind == "token" or kind == "evict":
                 key = _digest(value)
                 if key is None:
                     raise ValueError("not a token digest")
@@ -356,6 +411,8 @@ class RedisRevocationStore(RevocationStore):
             return
         self._bump("messages")
         self._last_alive = self.clock()
+        if reload:  # out of the try: a failure here is Redis's, not the message's
+            self._reload()
 
     def _went_down(self, exc: BaseException) -> None:
         with self._state_lock:
@@ -410,25 +467,34 @@ class RedisRevocationStore(RevocationStore):
                         self._queue(kind, value, when)
 
     def _send(self, kind: str, value: str, when: float) -> None:
-        now = self.clock()
-        if kind in ("token", "jti"):
-            expires, trim = when, now
-        elif kind == "evict":
-            expires, trim = when + self.eviction_horizon, now - self.eviction_horizon
-        else:
-            expires, trim = when + self.rule_span, now - self.rule_span
-        if expires <= now:
-            return  # nothing left to refuse
         # "inf" as a string: JSON has no infinity (Python's json would write
         # Infinity, which other JSON readers refuse).
         message = json.dumps(
             {"o": self._origin, "k": kind, "v": value, "w": when if when < _INF else "inf"},
             separators=(",", ":"),
         )
+        if self._write_pairs(kind, [(value, when)], message) >= 0:
+            self._bump("written")
+
+    def _write_pairs(self, kind: str, pairs: list[tuple[str, float]], message: str = "") -> int:
+        """ZADD GT the live ``(member, time)`` pairs to one set, trim it, push out its
+        TTL, and publish ``message``; how many were missing or older (-1: none live)."""
+        now = self.clock()
+        if kind == "evict":
+            span = self.eviction_horizon
+        elif kind in ("sub", "client"):
+            span = self.rule_span  # a rule matters this long after its time
+        else:
+            span = 0.0  # a token's or jti's time is its expiry
+        live = [(member, when) for member, when in pairs if when + span > now]
+        if not live:
+            return -1  # nothing left to refuse
+        expires = max(when for _, when in live) + span
         ttl_ms = -1 if expires == _INF else int((expires - now) * 1000) + 1000
-        args = [value, repr(when), repr(trim), ttl_ms, self.channel, message]
-        self._write(keys=[self.keys[kind]], args=args)
-        self._bump("written")
+        args: list[Any] = [repr(now - span), ttl_ms, self.channel, message]
+        for member, when in live:
+            args += [repr(when), member]
+        return int(self._write(keys=[self.keys[kind]], args=args))
 
     # -- the rest --------------------------------------------------------------------
 
