@@ -325,7 +325,7 @@ class RedisRevocationStore(RevocationStore):
         restored = 0
         for kind, pairs in tables.items():
             for start in range(0, len(pairs), RESTORE_CHUNK):
-                restored += self._write_pairs(kind, pairs[start : start + RESTORE_CHUNK])
+                restored += max(0, self._write_pairs(kind, pairs[start : start + RESTORE_CHUNK]))
         if restored:
             with self._state_lock:
                 self._counters["restored"] += restored
