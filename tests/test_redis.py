@@ -376,6 +376,35 @@ def test_max_outage_turns_to_503_after_the_limit(shared: Shared, clock: FakeCloc
         store.is_revoked(KEY, info(), clock())
 
 
+def _refusing(store: RedisRevocationStore) -> bool:
+    try:
+        store.is_revoked(KEY, info(), time.time())
+    except ValidatorUnavailableError:
+        return True
+    return False
+
+
+def test_a_silent_partition_turns_to_503_within_max_outage(
+    shared: Shared, proxy: TCPProxy, redis_url: str
+) -> None:
+    """Packets dropped, no RST: nothing fails for seconds, so an outage clock
+    started by a detected failure ran 12 s with max_outage=2. It must count
+    from the last word heard from Redis."""
+    store = shared.started(via(proxy, redis_url), max_outage=2)
+    quiet_until = time.monotonic() + 3  # idle but live: longer than max_outage
+    while time.monotonic() < quiet_until:
+        assert not _refusing(store), "a live, idle link was taken for an outage"
+        time.sleep(0.05)
+
+    proxy.pause()
+    paused = time.monotonic()
+    wait_until(lambda: _refusing(store), timeout=4, what="503 after a silent partition")
+    assert time.monotonic() - paused <= 2 + 1
+
+    proxy.resume()
+    wait_until(lambda: not _refusing(store), timeout=15, what="served again after it heals")
+
+
 def test_a_receiver_cut_off_catches_up_on_reconnect(
     shared: Shared, proxy: TCPProxy, redis_url: str
 ) -> None:

@@ -134,8 +134,14 @@ class RedisRevocationStore(RevocationStore):
         :class:`~bearerguard.revocation.RevocationStore`, as are
         ``max_unverified`` and ``unverified_lifetime``; give every process
         that shares the deny-list the same value.
-    :param max_outage: seconds without Redis after which requests get 503;
-        None (the default) serves from local state however long it lasts.
+    :param max_outage: seconds without a word from Redis (a message or a
+        PING answer) after which requests get 503, whether the link failed
+        or went silent (a partition that drops packets); a live link is
+        pinged every ``max_outage / 4`` seconds to prove it. None (the
+        default) serves from local state however long it lasts.
+    :param ping_interval: how long a PING may go unanswered before the link
+        is dropped and reopened; also how often a loss of the list in Redis
+        is looked for.
     :param eviction_horizon: how long cache evictions stay replayable; make it
         longer than the cache ``ttl``.
     """
@@ -197,7 +203,8 @@ class RedisRevocationStore(RevocationStore):
         self._pending: dict[tuple[str, str], float] = getattr(self, "_pending", {})
         self._down_since: float | None = None
         # The hot path's one check. -inf: not started in this process (again
-        # after a fork); inf: serve; else the end of the tolerated outage.
+        # after a fork); inf: serve (no max_outage); else max_outage after the
+        # last word from Redis, moved on by the subscriber as words arrive.
         self._refuse_after = -_INF
         self._last_alive: float | None = getattr(self, "_last_alive", None)
 
@@ -262,9 +269,11 @@ class RedisRevocationStore(RevocationStore):
         pubsub = self.client.pubsub()
         try:
             pubsub.subscribe(self.channel)
-            synced, pinged, awaiting = False, time.monotonic(), False
+            synced, awaiting = False, False
+            pinged = checked = time.monotonic()
+            beat = self._beat()
             while not self._stop.is_set():
-                message = pubsub.get_message(timeout=0.25)
+                message = pubsub.get_message(timeout=min(0.25, beat))
                 kind = message["type"] if message is not None else None
                 if kind == "subscribe":  # the first, or redis-py re-subscribed
                     self._resync()
@@ -273,20 +282,42 @@ class RedisRevocationStore(RevocationStore):
                     self._on_message(message["data"])
                 elif kind == "pong":
                     awaiting = False
-                    self._last_alive = self.clock()
+                    self._alive()
                 if synced and self._pending:
                     # A request's write failed while we stayed subscribed.
                     self._flush()
                     self._mark_healthy()
-                if time.monotonic() - pinged >= self.ping_interval:
-                    if awaiting:  # a half-open connection never errors on read
-                        raise ConnectionError("no answer to PING")
+                now = time.monotonic()
+                if awaiting and now - pinged >= self.ping_interval:
+                    raise ConnectionError("no answer to PING")  # half-open: reads never fail
+                if not awaiting and now - pinged >= beat:
                     pubsub.ping()
-                    pinged, awaiting = time.monotonic(), True
-                    if synced and self._lost():
+                    pinged, awaiting = now, True
+                if synced and now - checked >= self.ping_interval:
+                    checked = now
+                    if self._lost():
                         self._resync()
         finally:
             pubsub.close()
+
+    def _beat(self) -> float:
+        """Seconds between PINGs: ``ping_interval``, or often enough under
+        ``max_outage`` that a live but idle link keeps the gate open."""
+        if self.max_outage is None:
+            return self.ping_interval
+        return max(0.01, min(self.ping_interval, self.max_outage / 4))
+
+    def _alive(self) -> None:
+        """Redis answered: the outage clock restarts from now (subscriber thread).
+
+        A silent partition (packets dropped, no RST) raises nothing for
+        seconds; counting from the last answer rather than from a detected
+        failure is what bounds it by ``max_outage``. One float store: the hot
+        path's gate moves without a lock.
+        """
+        now = self._last_alive = self.clock()
+        if self.max_outage is not None:
+            self._refuse_after = now + self.max_outage
 
     # -- keeping in step -----------------------------------------------------------
 
@@ -298,10 +329,10 @@ class RedisRevocationStore(RevocationStore):
         self._claim_epoch()
         self._reload()
         self._restore()
+        self._alive()
         self._mark_healthy()
         self._flush()  # revocations queued while we reloaded
         self._delay = self.backoff[0]
-        self._last_alive = self.clock()
         self._synced.set()
 
     def _claim_epoch(self) -> None:
@@ -340,11 +371,13 @@ class RedisRevocationStore(RevocationStore):
             self._update_gate()
 
     def _update_gate(self) -> None:
-        """Set the hot path's deadline from the link's state (state lock held)."""
-        if self._healthy or self.max_outage is None:
+        """Set the hot path's deadline (state lock held): ``max_outage`` after
+        the last answer from Redis, or after the first attempt if none came."""
+        if self.max_outage is None:
             self._refuse_after = _INF
         else:
-            self._refuse_after = (self._down_since or self.clock()) + self.max_outage
+            since = self._last_alive or self._down_since or self.clock()
+            self._refuse_after = since + self.max_outage
 
     def _reload(self) -> None:
         now = self.clock()
@@ -410,7 +443,7 @@ class RedisRevocationStore(RevocationStore):
             )
             return
         self._bump("messages")
-        self._last_alive = self.clock()
+        self._alive()
         if reload:  # out of the try: a failure here is Redis's, not the message's
             self._reload()
 
