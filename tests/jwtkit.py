@@ -197,6 +197,37 @@ def sign_raw(key: Keypair, header: dict[str, Any], payload: dict[str, Any] | byt
     return f"{signing_input}.{b64url(signature)}"
 
 
+#: The order n of each ECDSA curve's group (SEC 2 v2, sections 2.4.2, 2.5.1, 2.6.1).
+CURVE_ORDERS = {
+    "ES256": 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+    "ES384": int(
+        "FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFC7634D81F4372DDF"
+        "581A0DB248B0A77AECEC196ACCC52973",
+        16,
+    ),
+    "ES512": int(
+        "01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
+        "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409",
+        16,
+    ),
+}
+
+
+def ecdsa_twin(token: str, alg: str) -> str:
+    """The same header and claims under the other valid ECDSA signature.
+
+    A JWS carries ECDSA signatures as raw ``r || s`` (RFC 7518 §3.4); if
+    ``(r, s)`` verifies, so does ``(r, n - s)``: a second token string for one
+    signed content, made without the key.
+    """
+    signing_input, _, encoded = token.rpartition(".")
+    raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    size = len(raw) // 2
+    s = int.from_bytes(raw[size:], "big")
+    twin = raw[:size] + (CURVE_ORDERS[alg] - s).to_bytes(size, "big")
+    return f"{signing_input}.{b64url(twin)}"
+
+
 def segments(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes]:
     """The decoded (header, payload, signature) of a compact token, unverified."""
     head, body, sig = token.split(".")

@@ -106,8 +106,10 @@ class TCPProxy:
     """A loopback TCP proxy to a real server, which a test can cut and restore.
 
     ``down()`` closes the listening socket and every open connection, as a
-    crashed or partitioned backend would; ``up()`` listens again on the same
-    port. Produces real connection failures without patching any client.
+    crashed backend would; ``up()`` listens again on the same port.
+    ``pause()`` is a silent partition: every socket stays open, but no byte
+    goes through either way (no RST, no FIN, reads just wait) until
+    ``resume()``. Produces real connection failures without patching any client.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -121,6 +123,8 @@ class TCPProxy:
         self._conns: list[Any] = []
         self._lock = threading.Lock()
         self._listener: Any = None
+        self._flowing = threading.Event()
+        self._flowing.set()
         self.up()
 
     def up(self) -> None:
@@ -148,7 +152,16 @@ class TCPProxy:
                 conn.shutdown(socket.SHUT_RDWR)
             conn.close()
 
+    def pause(self) -> None:
+        """Hold every byte, both ways, keeping the connections open."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Let the held bytes, and the ones after them, through again."""
+        self._flowing.set()
+
     def close(self) -> None:
+        self.resume()  # release pipes waiting to send, so they see their sockets close
         self.down()
 
     def _accept(self, listener: Any) -> None:
@@ -170,10 +183,12 @@ class TCPProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(source: Any, sink: Any) -> None:
+    def _pipe(self, source: Any, sink: Any) -> None:
         try:
             while data := source.recv(65536):
+                while not self._flowing.wait(0.1):
+                    if sink.fileno() == -1:  # closed by down() meanwhile
+                        return
                 sink.sendall(data)
         except OSError:
             pass

@@ -2,11 +2,13 @@
 
 N concurrent requests with one uncached token make exactly one
 ``authenticate_token`` call, and every request gets its answer (200, 401 or
-503); the counters are readable from ``protector.stats()``.
+503); the counters are readable from ``protector.stats()``. A cache serves
+one protector only.
 """
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import threading
@@ -179,3 +181,56 @@ def test_an_evicted_token_is_looked_up_again(app: App) -> None:
     app.protector.evict("good")
     assert app.get("good")[0] == 401
     assert app.validator.calls == 2
+
+
+# -- a cache holds one protector's validations ------------------------------------------
+
+
+class Accepts(BearerTokenValidator):
+    """Accepts exactly the tokens it is given."""
+
+    def __init__(self, *tokens: str) -> None:
+        super().__init__()
+        self.tokens = set(tokens)
+
+    def authenticate_token(self, token_string: str) -> Any:
+        if token_string in self.tokens:
+            return Token(token_string, "profile", 1, time.time() + 3600)
+        return None
+
+
+def _flask(protector: ResourceProtector) -> Flask:
+    flask_app = Flask(__name__)
+    flask_app.add_url_rule("/r", "r", protector("profile")(lambda: "ok"))
+    return flask_app
+
+
+def _status(flask_app: Flask, token: str) -> int:
+    headers = {"Authorization": f"Bearer {token}"}
+    return flask_app.test_client().get("/r", headers=headers).status_code
+
+
+def test_a_second_protector_cannot_share_a_cache() -> None:
+    """Protector A's entry says "A's validators accepted this token"; shared,
+    protector B served it although none of B's validators would."""
+    cache = TokenCache(ttl=60)
+    a = ResourceProtector(cache=cache)
+    a.register_token_validator(Accepts("only-a"))
+    assert _status(_flask(a), "only-a") == 200
+    with pytest.raises(ValueError, match="another ResourceProtector"):
+        ResourceProtector(cache=cache)
+    assert ResourceProtector(cache=None).cache is None
+
+
+def test_a_cache_whose_protector_is_gone_serves_the_next_one_afresh() -> None:
+    cache = TokenCache(ttl=60)
+    a = ResourceProtector(cache=cache)
+    a.register_token_validator(Accepts("only-a"))
+    flask_a = _flask(a)
+    assert _status(flask_a, "only-a") == 200
+    assert len(cache) == 1
+    del a, flask_a
+    gc.collect()
+    b = ResourceProtector(cache=cache)
+    b.register_token_validator(Accepts())
+    assert _status(_flask(b), "only-a") == 401

@@ -26,9 +26,20 @@ from flask import Flask, jsonify
 from bearerguard import ResourceProtector, TokenCache, ValidatorUnavailableError
 from bearerguard._credentials import digest
 from bearerguard.redis import RedisRevocationStore
-from bearerguard.validators import BearerTokenValidator, TokenInfo
+from bearerguard.validators import BearerTokenValidator, JWTBearerTokenValidator, TokenInfo
 
 from .conftest import FakeClock
+from .jwtkit import (
+    AUDIENCE,
+    ISSUER,
+    assert_refused,
+    cached_keypair,
+    call,
+    ecdsa_twin,
+    jwks,
+    make_token,
+    protected_app,
+)
 from .servers import TCPProxy
 
 pytestmark = pytest.mark.services
@@ -162,6 +173,30 @@ def test_a_revocation_in_one_process_is_enforced_by_another_at_once(shared: Shar
     assert shared.members("token") == {hashlib.sha256(b"tok-a").hexdigest(): expiry}
 
 
+def test_an_ecdsa_twin_of_a_token_revoked_elsewhere_is_refused(shared: Shared) -> None:
+    key = cached_keypair("ES256", "ec-1")
+    protectors = []
+    for store in (shared.store(), shared.store()):
+        protector = ResourceProtector(revocations=store)
+        protector.register_token_validator(
+            JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key))
+        )
+        protectors.append(protector)
+    app_b = protected_app(protectors[1])
+    token = make_token(key)
+    twin = ecdsa_twin(token, key.alg)
+    assert call(app_b, twin).status == 200
+
+    protectors[0].revoke(token)
+
+    wait_until(lambda: call(app_b, twin).status == 401, what="B refuses the twin")
+    assert_refused(call(app_b, twin), "token revoked")
+    # A third process, started now, loads the same key from Redis.
+    late = ResourceProtector(revocations=shared.store())
+    late.register_token_validator(JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key)))
+    assert_refused(call(protected_app(late), twin), "token revoked")
+
+
 @pytest.mark.parametrize(
     ("revoke", "facts"),
     [
@@ -220,6 +255,53 @@ def test_entries_expire_with_their_tokens(shared: Shared, clock: FakeClock) -> N
     other = digest("token-2")
     a.revoke_token(other, clock() + 50)
     assert shared.members("token") == {other.hex(): clock() + 50}
+
+
+DAY = 86400.0
+
+
+def test_a_revocation_lasts_as_long_as_its_token_in_redis(shared: Shared, clock: FakeClock) -> None:
+    """A revoked 48 h JWT stays refused for 48 h, also by a process started on day two."""
+    key = cached_keypair("ES256", "ec-1")
+    protector = ResourceProtector(clock=clock, revocations=shared.store(clock=clock))
+    protector.register_token_validator(JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key)))
+    exp = int(clock()) + 2 * 86400
+    token = make_token(key, now=clock(), exp=exp)
+    protector.revoke(token)
+    [(_, score)] = shared.members("token").items()
+    assert score == exp
+    assert shared.raw.pttl(shared.prefix + "token") > 47 * 3600 * 1000
+    clock.advance(DAY + 3600)
+    late = ResourceProtector(clock=clock, revocations=shared.store(clock=clock))
+    late.register_token_validator(JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(key)))
+    assert_refused(call(protected_app(late), token), "token revoked")
+
+
+def test_entries_kept_for_ever_persist_and_reach_everyone(shared: Shared) -> None:
+    """A token without expiry, and a rule without max_token_lifetime, last for ever:
+    the sets persist (no TTL), and the messages carry "never" as JSON can."""
+    a, b = shared.started(), shared.started()
+    a.revoke_token(KEY, float("inf"))
+    a.revoke_subject("alice", time.time())
+    wait_until(lambda: b.is_revoked(KEY, info(), time.time()), what="B applies the token")
+    wait_until(lambda: b.subjects.get("alice"), what="B applies the rule")
+    assert shared.members("token") == {KEY.hex(): float("inf")}
+    assert shared.raw.pttl(shared.prefix + "token") == -1
+    assert shared.raw.pttl(shared.prefix + "sub") == -1
+    a.revoke_token(digest("token-2"), time.time() + 60)  # a later, shorter entry
+    assert shared.raw.pttl(shared.prefix + "token") == -1, "still persists"
+    late = shared.store(clock=lambda: time.time() + 400 * DAY)
+    assert late.is_revoked(KEY, info(), time.time() + 400 * DAY)
+    old = info(subject="alice", issued_at=1.0)
+    assert late.is_revoked(digest("x"), old, time.time() + 400 * DAY)
+
+
+def test_revoking_junk_writes_nothing_to_redis(shared: Shared) -> None:
+    _, protector, _ = _app(shared.store())
+    for n in range(200):
+        protector.revoke(f"junk-{n}")
+    assert shared.members("token") == {}
+    assert protector.revocations.stats()["tokens"] == 0
 
 
 def test_the_stricter_of_two_revocations_wins(shared: Shared) -> None:
@@ -294,6 +376,35 @@ def test_max_outage_turns_to_503_after_the_limit(shared: Shared, clock: FakeCloc
         store.is_revoked(KEY, info(), clock())
 
 
+def _refusing(store: RedisRevocationStore) -> bool:
+    try:
+        store.is_revoked(KEY, info(), time.time())
+    except ValidatorUnavailableError:
+        return True
+    return False
+
+
+def test_a_silent_partition_turns_to_503_within_max_outage(
+    shared: Shared, proxy: TCPProxy, redis_url: str
+) -> None:
+    """Packets dropped, no RST: nothing fails for seconds, so an outage clock
+    started by a detected failure ran 12 s with max_outage=2. It must count
+    from the last word heard from Redis."""
+    store = shared.started(via(proxy, redis_url), max_outage=2)
+    quiet_until = time.monotonic() + 3  # idle but live: longer than max_outage
+    while time.monotonic() < quiet_until:
+        assert not _refusing(store), "a live, idle link was taken for an outage"
+        time.sleep(0.05)
+
+    proxy.pause()
+    paused = time.monotonic()
+    wait_until(lambda: _refusing(store), timeout=4, what="503 after a silent partition")
+    assert time.monotonic() - paused <= 2 + 1
+
+    proxy.resume()
+    wait_until(lambda: not _refusing(store), timeout=15, what="served again after it heals")
+
+
 def test_a_receiver_cut_off_catches_up_on_reconnect(
     shared: Shared, proxy: TCPProxy, redis_url: str
 ) -> None:
@@ -354,6 +465,66 @@ def test_a_killed_subscription_reconnects_and_reloads(shared: Shared, redis_url:
     wait_until(lambda: b.is_revoked(KEY, info(), time.time()), what="B enforces it")
     wait_until(lambda: b.stats()["reloads"] > reloads, what="B reloads after re-subscribing")
     wait_until(lambda: shared.kill_subscribers(name) == 1, what="B is subscribed again")
+
+
+# -- Redis losing the deny-list -------------------------------------------------------
+
+
+def _revoke_three(store: RedisRevocationStore) -> None:
+    store.revoke_token(KEY, LATER)
+    store.revoke_jti("j-lost", LATER)
+    store.revoke_subject("bob", time.time())
+
+
+def _refuses_all_three(store: RedisRevocationStore) -> bool:
+    now = time.time()
+    return (
+        store.is_revoked(KEY, info(), now)
+        and store.is_revoked(digest("x"), info(jti="j-lost"), now)
+        and store.is_revoked(digest("x"), info(subject="bob", issued_at=1.0), now)
+    )
+
+
+def _in_redis(shared: Shared) -> bool:
+    return (
+        KEY.hex() in shared.members("token")
+        and "j-lost" in shared.members("jti")
+        and "bob" in shared.members("sub")
+    )
+
+
+def test_a_deny_list_flushed_from_redis_is_written_back_by_the_survivors(shared: Shared) -> None:
+    """FLUSHALL, or a failover to an empty replica, while the subscriptions stay
+    up: the survivors still hold every entry, and must put them back before a
+    process started later loads an empty list and accepts revoked tokens."""
+    a, b = shared.started(ping_interval=0.2), shared.started(ping_interval=0.2)
+    _revoke_three(a)
+    wait_until(lambda: _refuses_all_three(b), what="B applies the revocations")
+    shared.raw.flushdb()
+    wait_until(lambda: _in_redis(shared), what="the survivors write the list back")
+    assert a.stats()["restored"] + b.stats()["restored"] >= 3
+    late = shared.store()
+    assert _refuses_all_three(late)
+
+
+def test_a_process_started_after_the_loss_hears_of_the_restore(shared: Shared) -> None:
+    """Started between the loss and the survivors noticing it, a process loads
+    an empty list: the survivor's restore tells it to load again."""
+    survivor = shared.started(ping_interval=1.0)
+    _revoke_three(survivor)
+    shared.raw.flushdb()
+    late = shared.started()
+    wait_until(lambda: _refuses_all_three(late), timeout=10, what="the late process reloads")
+
+
+def test_a_process_that_reconnects_writes_its_list_back(shared: Shared, redis_url: str) -> None:
+    name = f"bg-restore-{uuid.uuid4().hex[:6]}"
+    survivor = shared.started(f"{redis_url}?client_name={name}", ping_interval=60.0)
+    _revoke_three(survivor)
+    shared.raw.flushdb()  # Redis restarted without persistence, say
+    assert shared.kill_subscribers(name) == 1
+    wait_until(lambda: _in_redis(shared), what="the reconnected survivor writes back")
+    assert _refuses_all_three(shared.store())
 
 
 # -- processes ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import InvalidRequestError, MissingTokenError
 
-__all__ = ["digest", "json_object", "parse_authorization", "peek_jws"]
+__all__ = ["digest", "json_object", "parse_authorization", "peek_jws", "signed_content_digest"]
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -60,6 +60,18 @@ def check_token(token: str, max_length: int) -> str:
 def digest(token: str) -> bytes:
     """The cache and deny-list key of a token: its SHA-256."""
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
+
+
+def signed_content_digest(signing_input: str) -> bytes:
+    """The deny-list key of a JWS: SHA-256 of its signing input, ``header.payload``.
+
+    A revocation must cover every string that carries the same signed content,
+    not just the one spelling it was given: an ECDSA signature ``(r, s)`` has a
+    twin ``(r, n - s)`` that verifies as well. The prefix keeps these keys
+    apart from token digests, so revoking an opaque token ``"a.b"`` revokes no
+    JWS ``"a.b.<sig>"``. Never a cache key: a forged signature shares it too.
+    """
+    return hashlib.sha256(b"jws\0" + signing_input.encode("utf-8", "surrogatepass")).digest()
 
 
 def b64url_decode(segment: str) -> bytes:

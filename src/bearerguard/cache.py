@@ -182,7 +182,28 @@ class TokenCache:
         self._negative: TTLCache[bytes, tuple[type[BearerGuardError], str]] = TTLCache(
             negative_maxsize, max(negative_ttl, 1e-9), timer=clock
         )
+        self._owner: weakref.ref[Any] | None = None
         _caches.add(self)
+
+    def bind(self, owner: Any) -> None:
+        """Serve ``owner`` (a protector) alone; called by the protector.
+
+        An entry says "these validators accepted this token": another
+        protector, with other validators, must not take it for its own, so a
+        cache that serves one protector refuses a second (``ValueError``). Once
+        its protector is gone, the cache is cleared and may serve another.
+        """
+        current = self._owner() if self._owner is not None else None
+        if current is owner:
+            return
+        if current is not None:
+            raise ValueError(
+                "this TokenCache serves another ResourceProtector: its entries are "
+                "that protector's validations; give each protector its own cache"
+            )
+        if self._owner is not None:
+            self.clear()  # the last owner's validations
+        self._owner = weakref.ref(owner)
 
     def __repr__(self) -> str:
         return f"<TokenCache {len(self._index)} entries, ttl={self.ttl}>"
@@ -197,6 +218,11 @@ class TokenCache:
             self.hits.bump()
             return entry
         return None
+
+    def peek(self, key: bytes) -> CacheEntry | None:
+        """The live entry for ``key``, counting no hit (for ``revoke``)."""
+        entry = self._index.get(key)
+        return entry if entry is not None and self.clock() < entry.deadline else None
 
     def load(self, key: bytes, loader: Callable[[], TokenInfo]) -> TokenInfo:
         """Validate through ``loader`` once for all concurrent callers, and cache.

@@ -56,6 +56,7 @@ from sqlalchemy.orm import (
 )
 
 from . import ResourceProtector, current_token
+from .errors import BearerGuardError
 from .sqla import create_bearer_token_validator
 from .validators import JWTBearerTokenValidator
 
@@ -325,7 +326,10 @@ def create_app(
         token = request.form.get("token", "")
         if not token:
             return jsonify(error="invalid_request", error_description="token is required"), 400
-        require_oauth.revoke(token)
+        try:
+            require_oauth.revoke(token)
+        except BearerGuardError as error:  # cannot be verified now, and the list is full
+            require_oauth.raise_error_response(error)
         return "", 204
 
     @app.get("/admin/stats")

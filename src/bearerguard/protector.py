@@ -6,9 +6,11 @@ deny-list) is framework-neutral.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
+import math
 import threading
 import time
 from collections import Counter
@@ -27,7 +29,13 @@ from werkzeug.exceptions import (
 )
 from werkzeug.local import LocalProxy
 
-from ._credentials import check_token, digest, parse_authorization, peek_jws
+from ._credentials import (
+    check_token,
+    digest,
+    parse_authorization,
+    peek_jws,
+    signed_content_digest,
+)
 from ._log import fingerprint, logger, throttled
 from ._requirements import Requirement, ScopeOperator, compile_requirement
 from .cache import TokenCache, _Counter
@@ -94,7 +102,8 @@ class ResourceProtector:
             return jsonify(current_token.user.to_dict())
 
     :param realm: the ``realm`` of every ``WWW-Authenticate`` challenge.
-    :param cache: a :class:`TokenCache`; ``None`` validates every request.
+    :param cache: a :class:`TokenCache`, for this protector alone (a second
+        protector given it raises ``ValueError``); ``None`` validates every request.
     :param revocations: the deny-list; default an in-process
         :class:`RevocationStore`, or ``bearerguard.redis.RedisRevocationStore``
         to share it between processes.
@@ -119,6 +128,8 @@ class ResourceProtector:
         self.realm = realm
         self.clock = clock
         self.cache = TokenCache(clock=clock) if cache is _DEFAULT else cache
+        if self.cache is not None:
+            self.cache.bind(self)  # one protector's validations, never another's
         self.revocations = revocations if revocations is not None else RevocationStore(clock=clock)
         self.revocations.add_listener(self._evict_key)
         self.allow_form_token = allow_form_token
@@ -358,6 +369,13 @@ class ResourceProtector:
     # -- validation (cache misses) ------------------------------------------------
 
     def _validate(self, token: str) -> TokenInfo:
+        info = self._route(token)
+        limit = self.revocations.max_token_lifetime
+        if limit is not None:
+            _check_lifetime(info, limit)
+        return info
+
+    def _route(self, token: str) -> TokenInfo:
         jws = peek_jws(token) if self._jwt else None
         if jws is not None:
             payload = jws[1]
@@ -365,7 +383,10 @@ class ResourceProtector:
             entry = self._jws_entry.get(issuer) if isinstance(issuer, str) else None
             if entry is None:
                 raise InvalidTokenError("untrusted issuer" if payload else "malformed token")
-            return entry(token, jws[0], payload)
+            info = entry(token, jws[0], payload)
+            if info.revocation_key is None:  # a JWT validator of the user's own
+                info = dataclasses.replace(info, revocation_key=_signed_content_key(token))
+            return info
         unavailable: ValidatorUnavailableError | None = None
         for validator in self._opaque:
             try:
@@ -393,27 +414,68 @@ class ResourceProtector:
     # -- revocation ---------------------------------------------------------------
 
     def revoke(self, token_string: str) -> None:
-        """Refuse ``token_string`` from the next request on, until it would have expired."""
+        """Refuse ``token_string`` from the next request on, as long as it could be accepted.
+
+        The token is checked first, by its cached validation or its validator
+        (the deny-list aside), so that only what it proves is believed:
+
+        * valid: refused until its verified expiry, however far (for ever if
+          it states none). A JWS is revoked by what it signs, so every
+          spelling of its signature is refused with it;
+        * expired, revoked or unknown: it can never be accepted, so nothing is
+          stored; every process's cache forgets it (``evict``);
+        * not verifiable now (its validator is down, or refuses it for a
+          reason that may pass, such as ``nbf``): refused until the expiry the
+          string states, at most ``revocations.unverified_lifetime``, and at
+          most ``revocations.max_unverified`` such entries are kept; past
+          that this raises :class:`~bearerguard.errors.ValidatorUnavailableError`.
+        """
         key = digest(token_string)
-        until = self._known_expiry(key, token_string)
-        longest = self.clock() + self.revocations.max_token_lifetime
-        if until is None or until > longest:
-            # An exp read from the token string is unverified: the caller's
-            # word, or a forger's. No entry outlives the longest-lived token.
-            until = longest
-        self.revocations.revoke_token(key, until)
-        logger.info("revoked token %s", fingerprint(token_string))
+        try:
+            info: TokenInfo | None = self._revocable(key, token_string)
+        except (TokenExpiredError, TokenRevokedError, UnknownTokenError):
+            self.revocations.evict(key)
+            logger.info("revoke: token %s is refused anyway", fingerprint(token_string))
+            return
+        except Exception:  # an outage, a failing hook, a refusal that may pass
+            info = None  # handled below, out of the except: nothing chains to it
+        if info is None:
+            deny_key = self._revocation_key(key, token_string)
+            self.revocations.revoke_token(
+                deny_key, self._stated_expiry(token_string), verified=False
+            )
+        else:
+            until = info.expires_at if info.expires_at is not None else math.inf
+            self.revocations.revoke_token(info.revocation_key or key, until)
+        self._evict_key(key)  # a JWS's entry is not under its revocation key
+        verified = "" if info is not None else "unverified "
+        logger.info("revoked %stoken %s", verified, fingerprint(token_string))
+
+    def _revocable(self, key: bytes, token_string: str) -> TokenInfo:
+        """The token's verified facts, from the cache or a validator (no deny-list)."""
+        entry = self.cache.peek(key) if self.cache is not None else None
+        if entry is None:
+            return self._validate(token_string)
+        info = entry.info
+        if info.expiry_check is not None and info.expiry_check():
+            raise TokenExpiredError()
+        return info
 
     def revoke_jti(self, jti: str, exp: float) -> None:
         """Refuse every token with this ``jti`` until ``exp``."""
         self.revocations.revoke_jti(jti, float(exp))
 
     def revoke_subject(self, subject: str, before: float | None = None) -> None:
-        """Refuse every token of ``subject`` issued before ``before`` (default: now)."""
+        """Refuse every token of ``subject`` issued up to ``before`` (default: now).
+
+        The rule lasts as long as such a token can: for ever, unless the
+        store's ``max_token_lifetime`` bounds every token accepted.
+        """
         self.revocations.revoke_subject(subject, self.clock() if before is None else before)
 
     def revoke_client(self, client_id: str, before: float | None = None) -> None:
-        """Refuse every token of ``client_id`` issued before ``before`` (default: now)."""
+        """Refuse every token of ``client_id`` issued up to ``before`` (default: now),
+        for as long as :meth:`revoke_subject` keeps its rule."""
         self.revocations.revoke_client(client_id, self.clock() if before is None else before)
 
     def evict(self, token_string: str) -> None:
@@ -424,19 +486,29 @@ class ResourceProtector:
         if self.cache is not None:
             self.cache.evict(key)
 
-    def _known_expiry(self, key: bytes, token_string: str) -> float | None:
-        entry = self.cache._index.get(key) if self.cache is not None else None
-        if entry is not None and entry.info.expires_at is not None:
-            return entry.info.expires_at
+    def _revocation_key(self, key: bytes, token_string: str) -> bytes:
+        """The deny-list key a validation of ``token_string`` would carry: what
+        :meth:`_validate` sends to a JWT validator is keyed by its signed content."""
+        if self._jwt and peek_jws(token_string) is not None:
+            return _signed_content_key(token_string)
+        return key
+
+    def _stated_expiry(self, token_string: str) -> float:
+        """The expiry ``token_string`` states, unverified (inf if it states none)."""
         jws = peek_jws(token_string)
         exp = number_or_none(jws[1].get("exp")) if jws is not None and jws[1] is not None else None
         if exp is not None:
             return exp
         for validator in self._opaque:
-            peeked = validator.peek_expiry(token_string)
+            try:
+                peeked = validator.peek_expiry(token_string)
+            except Exception as exc:  # a user's hook, and only a hint: the entry stands
+                name = type(validator).__name__
+                logger.debug("%s.peek_expiry failed (%s)", name, type(exc).__name__)
+                continue
             if peeked is not None:
                 return peeked
-        return None
+        return math.inf
 
     # -- observability ------------------------------------------------------------
 
@@ -458,6 +530,21 @@ class ResourceProtector:
             "revocations": self.revocations.stats(),
             "validators": validators,
         }
+
+
+def _check_lifetime(info: TokenInfo, limit: float) -> None:
+    """Refuse a token that may outlive ``limit`` seconds: a subject or client
+    rule is kept only that long, and must not lapse while a token it covers lives."""
+    if info.expires_at is None:
+        raise InvalidTokenError("token states no expiry")
+    if info.issued_at is None:
+        raise InvalidTokenError("token states no issue time")
+    if info.expires_at - info.issued_at > limit:
+        raise InvalidTokenError("token lifetime exceeds the limit")
+
+
+def _signed_content_key(token: str) -> bytes:
+    return signed_content_digest(token.rpartition(".")[0])
 
 
 def _jws_entry(validator: TokenValidator) -> Callable[[str, Any, Any], TokenInfo]:

@@ -20,14 +20,23 @@ waits on the network. Redis holds the shared copy and carries the news:
 * a background thread in each process applies the others' messages at once,
   evicting the token from the local cache;
 * a process that starts, or reconnects, loads the current deny-list after its
-  subscription is confirmed, so nothing published meanwhile is missed.
+  subscription is confirmed, so nothing published meanwhile is missed, and
+  writes its own whole list back (``ZADD GT`` makes that idempotent): Redis
+  may have lost entries (a restart without persistence, a failover to an
+  empty replica) that only the surviving processes still hold;
+* a loss without a reconnect (``FLUSHALL`` while the subscription stays up)
+  is seen by ``{prefix}epoch``, a mark set at each resync and checked every
+  ``ping_interval``: gone or changed, the process resyncs. A write that put
+  back anything missing broadcasts a reload, so a process that started
+  after the loss, and loaded an empty list, learns what was restored.
 
 Sorted sets rather than one key per entry: a process loads the whole list in
 one round trip (no ``SCAN`` over the keyspace), and ``ZADD GT`` keeps the
 stricter of two concurrent revocations. Each write trims the entries whose
 tokens have expired, every load skips them, and each set's own TTL is pushed
-out to its last entry's expiry, so an idle deny-list disappears with its
-tokens. Only SHA-256 digests of tokens are stored, never the tokens.
+out to its last entry's expiry (a set holding an entry kept for ever
+persists), so an idle deny-list disappears with its tokens. Only SHA-256
+digests of tokens are stored, never the tokens.
 """
 
 from __future__ import annotations
@@ -49,19 +58,33 @@ from .validators.base import TokenInfo
 
 __all__ = ["RedisIntrospectionCache", "RedisRevocationStore"]
 
-# ZADD GT keeps the later expiry; the trim and TTL keep the set no bigger and
-# no longer-lived than its live entries; PUBLISH in the same call makes the
-# write and the message one event.
+# ZADD GT keeps the later expiry of each (score, member) pair in ARGV[5..];
+# CH counts what was missing or older, which a restore needs to know. The
+# trim and TTL keep the set no bigger and no longer-lived than its live
+# entries; PUBLISH in the same call (unless ARGV[4] is empty) makes the write
+# and the message one event. A want of -1 is an entry kept for ever (a token
+# without expiry, a rule without max_token_lifetime): the set then persists;
+# such an entry is never trimmed, so a set that persists always holds one.
 _WRITE = """
-redis.call('ZADD', KEYS[1], 'GT', ARGV[2], ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[3])
-local want = tonumber(ARGV[4])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl ~= -2 and ttl < want then
-    redis.call('PEXPIRE', KEYS[1], want)
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
+local changed = redis.call('ZADD', KEYS[1], 'GT', 'CH', unpack(ARGV, 5))
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+local want = tonumber(ARGV[2])
+if want < 0 then
+    redis.call('PERSIST', KEYS[1])
+else
+    local ttl = redis.call('PTTL', KEYS[1])
+    if (fresh and ttl == -1) or (ttl >= 0 and ttl < want) then
+        redis.call('PEXPIRE', KEYS[1], want)
+    end
 end
-return redis.call('PUBLISH', ARGV[5], ARGV[6])
+if ARGV[4] ~= '' then
+    redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
+return changed
 """
+#: Pairs per restore call: Lua's unpack() is limited to a few thousand values.
+RESTORE_CHUNK = 1000
 
 # One page of a set, as one JSON string: redis-py's parser takes ~0.8 s for the
 # 200k items of 100k entries, json.loads ~30 ms. Pages (PAGE entries, highest
@@ -76,6 +99,8 @@ return #rows > 0 and cjson.encode(rows) or '[]'
 PAGE = 20_000
 
 _KINDS = ("token", *RULE_KINDS, "evict")
+#: The kinds whose time is an expiry, which may be "never" (inf).
+_UNTIL_KINDS = ("token", "jti")
 _INF = float("inf")
 
 
@@ -105,8 +130,18 @@ class RedisRevocationStore(RevocationStore):
     :param channel: the pub/sub channel; share it between the processes that
         share a deny-list.
     :param key_prefix: the prefix of the sorted sets.
-    :param max_outage: seconds without Redis after which requests get 503;
-        None (the default) serves from local state however long it lasts.
+    :param max_token_lifetime: see
+        :class:`~bearerguard.revocation.RevocationStore`, as are
+        ``max_unverified`` and ``unverified_lifetime``; give every process
+        that shares the deny-list the same value.
+    :param max_outage: seconds without a word from Redis (a message or a
+        PING answer) after which requests get 503, whether the link failed
+        or went silent (a partition that drops packets); a live link is
+        pinged every ``max_outage / 4`` seconds to prove it. None (the
+        default) serves from local state however long it lasts.
+    :param ping_interval: how long a PING may go unanswered before the link
+        is dropped and reopened; also how often a loss of the list in Redis
+        is looked for.
     :param eviction_horizon: how long cache evictions stay replayable; make it
         longer than the cache ``ttl``.
     """
@@ -117,7 +152,9 @@ class RedisRevocationStore(RevocationStore):
         *,
         channel: str = "bearerguard:revocations",
         key_prefix: str = "bearerguard:",
-        max_token_lifetime: float = 86400.0,
+        max_token_lifetime: float | None = None,
+        max_unverified: int = 10_000,
+        unverified_lifetime: float | None = None,
         max_outage: float | None = None,
         backoff: tuple[float, float] = (0.05, 5.0),
         startup_timeout: float = 2.0,
@@ -126,7 +163,12 @@ class RedisRevocationStore(RevocationStore):
         eviction_horizon: float = 600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(max_token_lifetime=max_token_lifetime, clock=clock)
+        super().__init__(
+            max_token_lifetime=max_token_lifetime,
+            max_unverified=max_unverified,
+            unverified_lifetime=unverified_lifetime,
+            clock=clock,
+        )
         self._owns_client = isinstance(url_or_client, str)
         self.client: Any = (
             _client_from_url(url_or_client, socket_timeout)
@@ -135,6 +177,7 @@ class RedisRevocationStore(RevocationStore):
         )
         self.channel = channel
         self.keys = {kind: f"{key_prefix}{kind}" for kind in _KINDS}
+        self._epoch_key = f"{key_prefix}epoch"
         self.max_outage = max_outage
         self.backoff = backoff
         self.startup_timeout = startup_timeout
@@ -142,7 +185,7 @@ class RedisRevocationStore(RevocationStore):
         self.eviction_horizon = eviction_horizon
         self._write = self.client.register_script(_WRITE)
         self._load = self.client.register_script(_LOAD)
-        self._counters = {"messages": 0, "reloads": 0, "outages": 0, "written": 0}
+        self._counters = {"messages": 0, "reloads": 0, "outages": 0, "written": 0, "restored": 0}
         self._reset_process_state()
 
     def _reset_process_state(self) -> None:
@@ -155,11 +198,13 @@ class RedisRevocationStore(RevocationStore):
         self._synced = threading.Event()
         self._thread: threading.Thread | None = None
         self._healthy = False
+        self._epoch: Any = None  # the mark of the Redis copy we last synced with
         self._delay = self.backoff[0]
         self._pending: dict[tuple[str, str], float] = getattr(self, "_pending", {})
         self._down_since: float | None = None
         # The hot path's one check. -inf: not started in this process (again
-        # after a fork); inf: serve; else the end of the tolerated outage.
+        # after a fork); inf: serve (no max_outage); else max_outage after the
+        # last word from Redis, moved on by the subscriber as words arrive.
         self._refuse_after = -_INF
         self._last_alive: float | None = getattr(self, "_last_alive", None)
 
@@ -177,7 +222,7 @@ class RedisRevocationStore(RevocationStore):
             if now >= self._refuse_after:
                 raise ValidatorUnavailableError("revocation list unavailable")
         # RevocationStore.is_revoked, inlined: a call is a quarter of its cost.
-        until = self.tokens.get(key)
+        until = self.tokens.get(info.revocation_key or key)
         if until is not None and now < until:
             return True
         return self.has_rules and self._rule_matches(info, now)
@@ -224,9 +269,11 @@ class RedisRevocationStore(RevocationStore):
         pubsub = self.client.pubsub()
         try:
             pubsub.subscribe(self.channel)
-            synced, pinged, awaiting = False, time.monotonic(), False
+            synced, awaiting = False, False
+            pinged = checked = time.monotonic()
+            beat = self._beat()
             while not self._stop.is_set():
-                message = pubsub.get_message(timeout=0.25)
+                message = pubsub.get_message(timeout=min(0.25, beat))
                 kind = message["type"] if message is not None else None
                 if kind == "subscribe":  # the first, or redis-py re-subscribed
                     self._resync()
@@ -235,30 +282,87 @@ class RedisRevocationStore(RevocationStore):
                     self._on_message(message["data"])
                 elif kind == "pong":
                     awaiting = False
-                    self._last_alive = self.clock()
+                    self._alive()
                 if synced and self._pending:
                     # A request's write failed while we stayed subscribed.
                     self._flush()
                     self._mark_healthy()
-                if time.monotonic() - pinged >= self.ping_interval:
-                    if awaiting:  # a half-open connection never errors on read
-                        raise ConnectionError("no answer to PING")
+                now = time.monotonic()
+                if awaiting and now - pinged >= self.ping_interval:
+                    raise ConnectionError("no answer to PING")  # half-open: reads never fail
+                if not awaiting and now - pinged >= beat:
                     pubsub.ping()
-                    pinged, awaiting = time.monotonic(), True
+                    pinged, awaiting = now, True
+                if synced and now - checked >= self.ping_interval:
+                    checked = now
+                    if self._lost():
+                        self._resync()
         finally:
             pubsub.close()
+
+    def _beat(self) -> float:
+        """Seconds between PINGs: ``ping_interval``, or often enough under
+        ``max_outage`` that a live but idle link keeps the gate open."""
+        if self.max_outage is None:
+            return self.ping_interval
+        return max(0.01, min(self.ping_interval, self.max_outage / 4))
+
+    def _alive(self) -> None:
+        """Redis answered: the outage clock restarts from now (subscriber thread).
+
+        A silent partition (packets dropped, no RST) raises nothing for
+        seconds; counting from the last answer rather than from a detected
+        failure is what bounds it by ``max_outage``. One float store: the hot
+        path's gate moves without a lock.
+        """
+        now = self._last_alive = self.clock()
+        if self.max_outage is not None:
+            self._refuse_after = now + self.max_outage
 
     # -- keeping in step -----------------------------------------------------------
 
     def _resync(self) -> None:
-        """After (re)subscribing: push our queue, load everything, replay evictions."""
+        """After (re)subscribing, or a loss: push our queue, load everything,
+        replay evictions, and write our whole list back."""
         self._flush()
+        # Marked before the restore: a loss after this takes the mark too.
+        self._claim_epoch()
         self._reload()
+        self._restore()
+        self._alive()
         self._mark_healthy()
         self._flush()  # revocations queued while we reloaded
         self._delay = self.backoff[0]
-        self._last_alive = self.clock()
         self._synced.set()
+
+    def _claim_epoch(self) -> None:
+        """Mark the Redis copy this process holds (if none is marked) and remember it."""
+        self.client.set(self._epoch_key, secrets.token_hex(8), nx=True)
+        self._epoch = self.client.get(self._epoch_key)
+
+    def _lost(self) -> bool:
+        """True when Redis lost its copy (or another process found it lost) since our sync."""
+        return bool(self.client.get(self._epoch_key) != self._epoch)
+
+    def _restore(self) -> None:
+        """Write every live local entry back; if Redis lacked any, tell everyone to reload."""
+        with self._lock:
+            tables: dict[str, list[tuple[str, float]]] = {
+                "token": [(key.hex(), until) for key, until in self.tokens.items()],
+                "jti": list(self.jtis.items()),
+                "sub": list(self.subjects.items()),
+                "client": list(self.clients.items()),
+            }
+        restored = 0
+        for kind, pairs in tables.items():
+            for start in range(0, len(pairs), RESTORE_CHUNK):
+                restored += max(0, self._write_pairs(kind, pairs[start : start + RESTORE_CHUNK]))
+        if restored:
+            with self._state_lock:
+                self._counters["restored"] += restored
+            logger.warning("Redis had lost %d deny-list entries; written back", restored)
+            message = {"o": self._origin, "k": "reload", "v": "", "w": self.clock()}
+            self.client.publish(self.channel, json.dumps(message, separators=(",", ":")))
 
     def _mark_healthy(self) -> None:
         with self._state_lock:
@@ -267,16 +371,18 @@ class RedisRevocationStore(RevocationStore):
             self._update_gate()
 
     def _update_gate(self) -> None:
-        """Set the hot path's deadline from the link's state (state lock held)."""
-        if self._healthy or self.max_outage is None:
+        """Set the hot path's deadline (state lock held): ``max_outage`` after
+        the last answer from Redis, or after the first attempt if none came."""
+        if self.max_outage is None:
             self._refuse_after = _INF
         else:
-            self._refuse_after = (self._down_since or self.clock()) + self.max_outage
+            since = self._last_alive or self._down_since or self.clock()
+            self._refuse_after = since + self.max_outage
 
     def _reload(self) -> None:
         now = self.clock()
         since = self._last_alive
-        horizon = now - self.max_token_lifetime
+        horizon = now - self.rule_span
         rules = [
             (kind, member, when)
             for kind, low in (("jti", now), ("sub", horizon), ("client", horizon))
@@ -306,14 +412,17 @@ class RedisRevocationStore(RevocationStore):
                 return rows
 
     def _on_message(self, data: Any) -> None:
+        reload = False
         try:
             message = json.loads(data)
             kind, value, when = message["k"], message["v"], float(message["w"])
-            if not math.isfinite(when):
-                raise ValueError("not a time")
+            if not math.isfinite(when) and not (when == _INF and kind in _UNTIL_KINDS):
+                raise ValueError("not a time")  # only an expiry may be "never"
             if message.get("o") == self._origin:
                 return  # ours: applied when we made it
-            if kind == "token" or kind == "evict":
+            if kind == "reload":
+                reload = True
+            elif kind == "token" or kind == "evict":
                 key = _digest(value)
                 if key is None:
                     raise ValueError("not a token digest")
@@ -334,7 +443,9 @@ class RedisRevocationStore(RevocationStore):
             )
             return
         self._bump("messages")
-        self._last_alive = self.clock()
+        self._alive()
+        if reload:  # out of the try: a failure here is Redis's, not the message's
+            self._reload()
 
     def _went_down(self, exc: BaseException) -> None:
         with self._state_lock:
@@ -389,22 +500,34 @@ class RedisRevocationStore(RevocationStore):
                         self._queue(kind, value, when)
 
     def _send(self, kind: str, value: str, when: float) -> None:
-        now = self.clock()
-        if kind in ("token", "jti"):
-            expires, trim = when, now
-        elif kind == "evict":
-            expires, trim = when + self.eviction_horizon, now - self.eviction_horizon
-        else:
-            expires, trim = when + self.max_token_lifetime, now - self.max_token_lifetime
-        if expires <= now:
-            return  # nothing left to refuse
+        # "inf" as a string: JSON has no infinity (Python's json would write
+        # Infinity, which other JSON readers refuse).
         message = json.dumps(
-            {"o": self._origin, "k": kind, "v": value, "w": when}, separators=(",", ":")
+            {"o": self._origin, "k": kind, "v": value, "w": when if when < _INF else "inf"},
+            separators=(",", ":"),
         )
-        ttl_ms = int((expires - now) * 1000) + 1000
-        args = [value, repr(when), repr(trim), ttl_ms, self.channel, message]
-        self._write(keys=[self.keys[kind]], args=args)
-        self._bump("written")
+        if self._write_pairs(kind, [(value, when)], message) >= 0:
+            self._bump("written")
+
+    def _write_pairs(self, kind: str, pairs: list[tuple[str, float]], message: str = "") -> int:
+        """ZADD GT the live ``(member, time)`` pairs to one set, trim it, push out its
+        TTL, and publish ``message``; how many were missing or older (-1: none live)."""
+        now = self.clock()
+        if kind == "evict":
+            span = self.eviction_horizon
+        elif kind in ("sub", "client"):
+            span = self.rule_span  # a rule matters this long after its time
+        else:
+            span = 0.0  # a token's or jti's time is its expiry
+        live = [(member, when) for member, when in pairs if when + span > now]
+        if not live:
+            return -1  # nothing left to refuse
+        expires = max(when for _, when in live) + span
+        ttl_ms = -1 if expires == _INF else int((expires - now) * 1000) + 1000
+        args: list[Any] = [repr(now - span), ttl_ms, self.channel, message]
+        for member, when in live:
+            args += [repr(when), member]
+        return int(self._write(keys=[self.keys[kind]], args=args))
 
     # -- the rest --------------------------------------------------------------------
 

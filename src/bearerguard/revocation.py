@@ -2,11 +2,19 @@
 
 Four kinds of entry, each kept only as long as it can matter:
 
-* a token (by digest), until the token would have expired;
+* a token (by digest; a JWS by the digest of its signed content, so that
+  every spelling of its signature is covered), until it would have expired;
 * a ``jti``, until the given expiry;
-* a subject, or a client: every token of it issued up to a time, kept for
-  ``max_token_lifetime`` after that time (no token issued before it can still
-  be alive then). A token that states no issue time is refused (fail closed).
+* a subject, or a client: every token of it issued up to a time. Kept for
+  ever by default; with ``max_token_lifetime`` set, for that long after that
+  time, and the protector then refuses any token that does not prove it lives
+  no longer (so no token the rule covers outlives the rule). A token that
+  states no issue time is refused by the rule (fail closed).
+
+Bounds: a token entry ends with the token, so verified revocations are
+bounded by the tokens that exist. Revocations that could not be verified (the
+validator was down) are the only ones a caller can make up: they last at most
+``unverified_lifetime`` and at most ``max_unverified`` of them are kept.
 
 :class:`RevocationStore` keeps them in this process. A shared store (see
 ``bearerguard.redis``) subclasses it: the local dicts stay the hot-path copy,
@@ -15,6 +23,7 @@ and the subclass publishes each change and applies the others' changes.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -22,12 +31,15 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .errors import ValidatorUnavailableError
 from .validators.base import TokenInfo
 
 __all__ = ["RevocationStore"]
 
 EvictListener = Callable[[bytes], None]
 RULE_KINDS = ("jti", "sub", "client")
+#: How long an unverified revocation is kept when no token lifetime is set.
+UNVERIFIED_LIFETIME = 30 * 86400.0
 
 # Every live store, so a forked child can replace locks a parent thread may
 # have held at the moment of the fork, and a shared store can restart its
@@ -47,27 +59,66 @@ if hasattr(os, "register_at_fork"):
 class RevocationStore:
     """An in-process deny-list of tokens, ``jti``\\ s, subjects and clients.
 
-    :param max_token_lifetime: the longest any token lives, in seconds; how long
-        subject and client rules are kept, and how long a revoked token whose
-        expiry is unknown stays refused.
+    :param max_token_lifetime: the longest a token may live (``exp - iat``),
+        in seconds. None (the default): no limit, and subject and client rules
+        are kept for ever (one entry per subject or client revoked). A number:
+        rules are kept that long after their time, and the protector refuses
+        (401) every token that states no ``exp`` or no ``iat``, or lives longer,
+        since a rule could lapse while such a token is still alive.
+    :param max_unverified: how many revocations of tokens that could not be
+        verified are kept at once; past it, such a revocation raises
+        :class:`~bearerguard.errors.ValidatorUnavailableError` (nothing is
+        dropped silently).
+    :param unverified_lifetime: the longest such a revocation is kept, in
+        seconds: by default ``max_token_lifetime``, or 30 days without one.
     :param clock: wall-clock seconds.
     """
 
     def __init__(
-        self, *, max_token_lifetime: float = 86400.0, clock: Callable[[], float] = time.time
+        self,
+        *,
+        max_token_lifetime: float | None = None,
+        max_unverified: int = 10_000,
+        unverified_lifetime: float | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.max_token_lifetime = max_token_lifetime
+        self.max_unverified = max_unverified
+        self._unverified_lifetime = unverified_lifetime
         self.clock = clock
         self.tokens: dict[bytes, float] = {}
         self.jtis: dict[str, float] = {}
         self.subjects: dict[str, float] = {}
         self.clients: dict[str, float] = {}
+        #: The token entries made without verification, and until when: only counted.
+        self.unverified: dict[bytes, float] = {}
         self.has_rules = False
         self._lock = threading.Lock()
         self._listeners: list[EvictListener] = []
         self._next_purge = 0.0
         self.applied = 0
         _stores.add(self)
+
+    @property
+    def max_token_lifetime(self) -> float | None:
+        return self._max_token_lifetime
+
+    @max_token_lifetime.setter
+    def max_token_lifetime(self, value: float | None) -> None:
+        if value is not None and not value > 0:
+            raise ValueError("max_token_lifetime must be positive, or None")
+        self._max_token_lifetime = value
+        # What the hot path adds to a rule's time: inf keeps it for ever.
+        self.rule_span = math.inf if value is None else float(value)
+
+    @property
+    def unverified_lifetime(self) -> float:
+        """How long a revocation that could not be verified is kept, at most."""
+        if self._unverified_lifetime is not None:
+            return self._unverified_lifetime
+        if self._max_token_lifetime is not None:
+            return self._max_token_lifetime
+        return UNVERIFIED_LIFETIME
 
     def _after_fork(self) -> None:
         """In a forked child: fresh locks (subclasses restart their threads)."""
@@ -82,8 +133,13 @@ class RevocationStore:
     # -- the hot path ----------------------------------------------------------
 
     def is_revoked(self, key: bytes, info: TokenInfo, now: float) -> bool:
-        """True when the token, its ``jti``, subject or client is revoked."""
-        until = self.tokens.get(key)
+        """True when the token, its ``jti``, subject or client is revoked.
+
+        ``key`` is the token's digest; a JWS is looked up by the digest of its
+        signed content instead (``info.revocation_key``), so no other spelling
+        of its signature escapes a revocation.
+        """
+        until = self.tokens.get(info.revocation_key or key)
         if until is not None and now < until:
             return True
         if not self.has_rules:
@@ -109,7 +165,7 @@ class RevocationStore:
 
     def _issued_by(self, info: TokenInfo, before: float, now: float) -> bool:
         """True when a rule refusing tokens issued up to ``before`` covers ``info``."""
-        if now >= before + self.max_token_lifetime:
+        if now >= before + self.rule_span:
             return False  # every token it could cover has expired
         # <=: a token issued in the very second of the revocation is
         # refused too (iat has one-second resolution); fail closed.
@@ -121,20 +177,50 @@ class RevocationStore:
         """Call ``listener(digest)`` whenever a token must leave local caches."""
         self._listeners.append(listener)
 
-    def revoke_token(self, key: bytes, until: float) -> None:
-        """Refuse the token with digest ``key`` until ``until``."""
+    def revoke_token(self, key: bytes, until: float, *, verified: bool = True) -> None:
+        """Refuse the token with deny-list key ``key`` until ``until`` (inf: for ever).
+
+        ``verified=False``: ``until`` is only what the token string says (its
+        validator could not be asked). Such an entry is kept at most
+        :attr:`unverified_lifetime`, and at most :attr:`max_unverified` of
+        them at once: past that this raises ``ValidatorUnavailableError``.
+        """
+        if not verified:
+            until = self._admit_unverified(key, until)
+        elif key in self.unverified:
+            with self._lock:
+                self.unverified.pop(key, None)  # verified now: no longer counted
         self.apply_token(key, until)
         self.publish("token", key.hex(), until)
+
+    def _admit_unverified(self, key: bytes, until: float) -> float:
+        now = self.clock()
+        until = min(until, now + self.unverified_lifetime)
+        with self._lock:
+            if until <= now or self.tokens.get(key, 0.0) >= until:
+                return until  # nothing to add: expired, or already refused as long
+            pending = self.unverified
+            if key not in pending and len(pending) >= self.max_unverified:
+                self.unverified = pending = {k: u for k, u in pending.items() if u > now}
+            if key not in pending and len(pending) >= self.max_unverified:
+                raise ValidatorUnavailableError(
+                    "the token cannot be verified and too many unverified revocations are kept"
+                )
+            pending[key] = max(until, pending.get(key, 0.0))
+        return until
 
     def revoke_jti(self, jti: str, until: float) -> None:
         self.apply_rule("jti", jti, until)
         self.publish("jti", jti, until)
 
     def revoke_subject(self, subject: str, before: float) -> None:
+        """Refuse every token of ``subject`` issued up to ``before``; kept for
+        ``max_token_lifetime`` after it (for ever when that is None)."""
         self.apply_rule("sub", subject, before)
         self.publish("sub", subject, before)
 
     def revoke_client(self, client_id: str, before: float) -> None:
+        """As :meth:`revoke_subject`, for every token of ``client_id``."""
         self.apply_rule("client", client_id, before)
         self.publish("client", client_id, before)
 
@@ -227,9 +313,10 @@ class RevocationStore:
     def purge(self, now: float | None = None) -> None:
         """Drop entries that can no longer match any live token."""
         now = self.clock() if now is None else now
-        horizon = now - self.max_token_lifetime
+        horizon = now - self.rule_span
         with self._lock:
             self.tokens = {k: u for k, u in self.tokens.items() if u > now}
+            self.unverified = {k: u for k, u in self.unverified.items() if u > now}
             self.jtis = {k: u for k, u in self.jtis.items() if u > now}
             self.subjects = {k: b for k, b in self.subjects.items() if b > horizon}
             self.clients = {k: b for k, b in self.clients.items() if b > horizon}
@@ -242,6 +329,7 @@ class RevocationStore:
             "jtis": len(self.jtis),
             "subjects": len(self.subjects),
             "clients": len(self.clients),
+            "unverified": len(self.unverified),
             "applied": self.applied,
         }
 

@@ -46,6 +46,10 @@ class TokenInfo:
     #: The latest time (epoch seconds) this validation may be trusted, if it
     #: ends before the cache's ttl would: a shared answer's own lifetime.
     cache_until: float | None = None
+    #: The deny-list key, when it is not the token's digest: for a JWS, the
+    #: digest of what is signed, which every spelling of its signature shares
+    #: (see ``bearerguard._credentials.signed_content_digest``).
+    revocation_key: bytes | None = None
 
 
 class TokenValidator:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final, NoReturn
 
-from .._credentials import b64url_decode, peek_jws
+from .._credentials import b64url_decode, peek_jws, signed_content_digest
 from .._frozen import FrozenDict, freeze
 from .._http import HTTPClient
 from .._jwks import ASYMMETRIC_ALGORITHMS, JWKSFetcher, KeySet, VerifyKey, json_object
@@ -362,6 +362,7 @@ class JWTBearerTokenValidator(TokenValidator):
             jti=text_or_none(claims.get("jti")),
             issued_at=number_or_none(claims.get("iat")),
             claims=token,
+            revocation_key=signed_content_digest(signing_input),
         )
 
     def peek_expiry(self, token_string: str) -> float | None:
