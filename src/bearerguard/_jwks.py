@@ -15,20 +15,27 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import Algorithm, get_default_algorithms
+from jwt.algorithms import Algorithm, HMACAlgorithm, get_default_algorithms
 
 from ._credentials import json_object
 from ._http import FetchError, HTTPClient, check_url, default_client
 from ._log import logger, throttled
-from .errors import InvalidTokenError, SigningKeysUnavailableError
+from .errors import InvalidTokenError, SigningKeysUnavailableError, ValidatorUnavailableError
 
-__all__ = ["ASYMMETRIC_ALGORITHMS", "JWKSFetcher", "KeySet", "VerifyKey", "json_object"]
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "HMAC_ALGORITHMS",
+    "JWKSFetcher",
+    "KeySet",
+    "VerifyKey",
+    "json_object",
+]
 
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
@@ -38,6 +45,9 @@ _EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
 ASYMMETRIC_ALGORITHMS = _RSA_ALGORITHMS | frozenset(_EC_ALGORITHMS.values()) | {"EdDSA"}
 #: RFC 7518 §3.3: RSA keys MUST be 2048 bits or larger.
 MIN_RSA_BITS = 2048
+#: Shared-secret algorithms: only for an ``oct`` key configured in this
+#: process (``jwks=``, ``get_jwks()``), never one fetched (RFC 8725 §3.2).
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 
 
 #: PyJWT's verifier for each allowed algorithm, made once.
@@ -46,6 +56,13 @@ _VERIFIERS: dict[str, Algorithm] = {
     for name, algorithm in get_default_algorithms().items()
     if name in ASYMMETRIC_ALGORITHMS
 }
+#: PyJWT's HMAC verifiers compare with ``hmac.compare_digest``. Kept apart from
+#: _VERIFIERS: only _parse_secret hands them out, to ``oct`` keys alone.
+_HMAC_VERIFIERS: dict[str, HMACAlgorithm] = {
+    name: algorithm
+    for name, algorithm in get_default_algorithms().items()
+    if name in HMAC_ALGORITHMS and isinstance(algorithm, HMACAlgorithm)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +70,9 @@ class VerifyKey:
     """A public key, imported once, and PyJWT's verifier for each algorithm it may use."""
 
     kid: str | None
-    #: A ``cryptography`` public-key object.
-    key: Any
+    #: A ``cryptography`` public-key object, or a local ``oct`` key's secret
+    #: bytes (so never in the repr).
+    key: Any = field(repr=False)
     verifiers: Mapping[str, Algorithm]
 
     @property
@@ -99,8 +117,31 @@ def _key_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
     return frozenset({alg})
 
 
-def _parse_key(jwk: Any, allowed: frozenset[str]) -> VerifyKey | None:
-    """One JWK as a :class:`VerifyKey`; None when no allowed algorithm suits it."""
+def _parse_secret(kid: str | None, jwk: Mapping[str, Any], allowed: frozenset[str]) -> VerifyKey:
+    """A local ``oct`` JWK as a :class:`VerifyKey` for the HS* its length permits."""
+    alg = jwk.get("alg")
+    if alg is not None and alg not in HMAC_ALGORITHMS:
+        raise _SkippedKey("alg does not suit its kty/crv, or is not supported")
+    try:
+        secret = HMACAlgorithm.from_jwk(dict(jwk))
+        # PyJWT refuses a secret that is a PEM/DER public key or a JWK: the
+        # algorithm-confusion key, even when configured on purpose.
+        secret = _HMAC_VERIFIERS["HS256"].prepare_key(secret)
+    except Exception as exc:  # a bad key is skipped, never a crash
+        raise _SkippedKey(f"cannot be imported ({type(exc).__name__})") from exc
+    names = {alg} if alg is not None else HMAC_ALGORITHMS
+    # RFC 7518 §3.2: a key at least as long as the hash output MUST be used.
+    usable = {n for n in names & allowed if _HMAC_VERIFIERS[n].check_key_length(secret) is None}
+    if not usable:
+        raise _SkippedKey("oct key too short for its algorithms, or none allowed")
+    return VerifyKey(kid, secret, {n: _HMAC_VERIFIERS[n] for n in sorted(usable)})
+
+
+def _parse_key(jwk: Any, allowed: frozenset[str], local: bool = False) -> VerifyKey | None:
+    """One JWK as a :class:`VerifyKey`; None when no allowed algorithm suits it.
+
+    ``local`` (keys configured in this process) also accepts ``oct`` keys.
+    """
     if not isinstance(jwk, Mapping):
         raise _SkippedKey("not a JSON object")
     kid = jwk.get("kid")
@@ -111,6 +152,8 @@ def _parse_key(jwk: Any, allowed: frozenset[str]) -> VerifyKey | None:
     ops = jwk.get("key_ops")
     if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
         raise _SkippedKey("not a verification key (key_ops)")
+    if local and jwk.get("kty") == "oct":
+        return _parse_secret(kid, jwk, allowed)
     algorithms = _key_algorithms(jwk) & allowed
     if not algorithms:
         return None
@@ -132,10 +175,13 @@ class KeySet:
     set must not take the good ones down with it.
     """
 
-    __slots__ = ("_by_alg", "_by_kid", "algorithms", "keys", "kids")
+    __slots__ = ("_by_alg", "_by_kid", "algorithms", "any_kid", "keys", "kids")
 
-    def __init__(self, keys: Iterable[VerifyKey]) -> None:
+    def __init__(self, keys: Iterable[VerifyKey], *, any_kid: bool = False) -> None:
         self.keys = tuple(keys)
+        #: The set is one key without ``kid``, configured here: it is the key
+        #: whatever ``kid`` a token names, as a single key is in Authlib.
+        self.any_kid = any_kid and len(self.keys) == 1 and self.keys[0].kid is None
         self._by_kid: dict[tuple[str, str], VerifyKey] = {}
         by_alg: dict[str, list[VerifyKey]] = {}
         for key in self.keys:
@@ -148,8 +194,14 @@ class KeySet:
         self.algorithms = frozenset(self._by_alg)
 
     @classmethod
-    def parse(cls, document: Any, allowed: frozenset[str], source: str) -> KeySet:
-        """Parse a JWKS document (``{"keys": [...]}``); raise ValueError if it is not one."""
+    def parse(
+        cls, document: Any, allowed: frozenset[str], source: str, *, local: bool = False
+    ) -> KeySet:
+        """Parse a JWKS document (``{"keys": [...]}``); raise ValueError if it is not one.
+
+        ``local``: the document was configured in this process, not fetched,
+        so its ``oct`` keys are used (for HS* only); a fetched one never is.
+        """
         found = document.get("keys") if isinstance(document, Mapping) else None
         if not isinstance(found, list):
             raise ValueError("not a JWKS document (no 'keys' list)")
@@ -157,7 +209,7 @@ class KeySet:
         for jwk in found:
             kid = jwk.get("kid") if isinstance(jwk, Mapping) else None
             try:
-                key = _parse_key(jwk, allowed)
+                key = _parse_key(jwk, allowed, local)
             except _SkippedKey as why:
                 throttled(
                     f"jwks-skip:{source}:{kid!r}:{why}",
@@ -171,7 +223,7 @@ class KeySet:
                 logger.debug("JWKS from %s: key kid=%.64r has no allowed algorithm", source, kid)
             else:
                 keys.append(key)
-        return cls(keys)
+        return cls(keys, any_kid=local)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -190,6 +242,8 @@ class KeySet:
             key = self._by_kid.get((kid, alg))
             if key is None and kid in self.kids:
                 raise InvalidTokenError("algorithm not allowed")
+            if key is None and self.any_kid:
+                return self.find(None, alg)
             return key
         candidates = self._by_alg.get(alg, ())
         if len(candidates) > 1:
@@ -230,6 +284,13 @@ class JWKSFetcher:
     fetch is retried no sooner either. When the endpoint fails, the last good
     set keeps serving up to ``max_stale`` seconds past its lifespan; with no
     set at all, tokens are refused with :class:`SigningKeysUnavailableError`.
+
+    With ``loader``, the keys come from that callable instead of the network:
+    a JWKS document configured in this process (``get_jwks()`` of
+    ``bearerguard.rfc9068``), so its ``oct`` keys count. It is called under the
+    same rules as a fetch; when it raises and no set is left to serve, tokens
+    are refused with :class:`ValidatorUnavailableError` (503), as for any
+    failing user hook.
     """
 
     def __init__(
@@ -245,10 +306,15 @@ class JWKSFetcher:
         max_bytes: int = 256 * 1024,
         clock: Callable[[], float],
         http: HTTPClient | None = None,
+        loader: Callable[[], Any] | None = None,
     ) -> None:
         if lifespan <= 0 or min_refetch < 0 or max_stale < 0 or timeout <= 0 or max_bytes <= 0:
             raise ValueError("JWKS lifespan, timeout and size must be positive")
-        check_url(jwks_uri if jwks_uri is not None else issuer)
+        if loader is None:
+            check_url(jwks_uri if jwks_uri is not None else issuer)
+        elif jwks_uri is not None:
+            raise ValueError("pass a loader or a jwks_uri, not both")
+        self._loader = loader
         self.issuer = issuer
         self.configured_uri = jwks_uri
         self.algorithms = algorithms
@@ -331,6 +397,8 @@ class JWKSFetcher:
                 self._fetch("load")
             keys = self._keys
             if keys is None or not self._usable(self.clock()):
+                if self._loader is not None:
+                    raise ValidatorUnavailableError()
                 raise SigningKeysUnavailableError()
             return keys
 
@@ -367,6 +435,8 @@ class JWKSFetcher:
         logger.debug("JWKS for issuer %s: %d keys (%s)", self.issuer, len(keys), reason)
 
     def _load(self) -> KeySet:
+        if self._loader is not None:
+            return self._load_local()
         uri = self._uri
         if uri is None:
             uri = self._uri = self._discover()
@@ -374,6 +444,21 @@ class JWKSFetcher:
             keys = KeySet.parse(self._get_json(uri), self.algorithms, uri)
         except ValueError as exc:
             raise _FetchFailed(f"{uri}: {exc}") from None
+        if not keys:
+            raise _FetchFailed("no usable signing key in the set")
+        return keys
+
+    def _load_local(self) -> KeySet:
+        assert self._loader is not None
+        try:
+            document = self._loader()
+        except Exception as exc:
+            # A user's hook: only the type is logged (its text may quote a secret).
+            raise _FetchFailed(f"the key loader raised {type(exc).__name__}") from None
+        try:
+            keys = KeySet.parse(document, self.algorithms, "the key loader", local=True)
+        except ValueError as exc:
+            raise _FetchFailed(f"the key loader: {exc}") from None
         if not keys:
             raise _FetchFailed("no usable signing key in the set")
         return keys
