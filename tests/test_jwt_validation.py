@@ -544,7 +544,10 @@ def test_unusable_static_keys_are_skipped_with_a_warning(
         ({"audience": ""}, "audience"),
         ({"audience": []}, "audience"),
         ({"issuer": ""}, "issuer"),
-        ({"algorithms": ["HS256"]}, "HS256"),
+        (
+            {"jwks": None, "jwks_uri": "https://as.example.com/jwks", "algorithms": ["HS256"]},
+            "HS256",
+        ),
         ({"algorithms": ["none"]}, "none"),
         ({"algorithms": []}, "algorithms"),
         ({"jwks": {"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}}, "no usable"),

@@ -16,19 +16,26 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from jwt.algorithms import Algorithm, get_default_algorithms
+from jwt.algorithms import Algorithm, HMACAlgorithm, get_default_algorithms
 
 from ._credentials import json_object
 from ._http import FetchError, HTTPClient, check_url, default_client
 from ._log import logger, throttled
-from .errors import InvalidTokenError, SigningKeysUnavailableError
+from .errors import InvalidTokenError, SigningKeysUnavailableError, ValidatorUnavailableError
 
-__all__ = ["ASYMMETRIC_ALGORITHMS", "JWKSFetcher", "KeySet", "VerifyKey", "json_object"]
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "HMAC_ALGORITHMS",
+    "JWKSFetcher",
+    "KeySet",
+    "VerifyKey",
+    "json_object",
+]
 
 _RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 _EC_ALGORITHMS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
@@ -44,6 +51,9 @@ _RSA_DEFAULT = frozenset({"RS256"})
 ASYMMETRIC_ALGORITHMS = _RSA_ALGORITHMS | frozenset(_EC_ALGORITHMS.values()) | _ED25519_ALGORITHMS
 #: RFC 7518 §3.3: RSA keys MUST be 2048 bits or larger.
 MIN_RSA_BITS = 2048
+#: Shared-secret algorithms: only for an ``oct`` key configured in this
+#: process (``jwks=``, ``get_jwks()``), never one fetched (RFC 8725 §3.2).
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 
 
 #: PyJWT's verifier for each allowed algorithm, made once. PyJWT names Ed25519
@@ -55,6 +65,13 @@ _VERIFIERS: dict[str, Algorithm] = {
     if name in ASYMMETRIC_ALGORITHMS
 }
 _VERIFIERS["Ed25519"] = _VERIFIERS["EdDSA"]
+#: PyJWT's HMAC verifiers compare with ``hmac.compare_digest``. Kept apart from
+#: _VERIFIERS: only _parse_secret hands them out, to ``oct`` keys alone.
+_HMAC_VERIFIERS: dict[str, HMACAlgorithm] = {
+    name: algorithm
+    for name, algorithm in get_default_algorithms().items()
+    if name in HMAC_ALGORITHMS and isinstance(algorithm, HMACAlgorithm)
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +79,9 @@ class VerifyKey:
     """A public key, imported once, and PyJWT's verifier for each algorithm it may use."""
 
     kid: str | None
-    #: A ``cryptography`` public-key object.
-    key: Any
+    #: A ``cryptography`` public-key object, or a local ``oct`` key's secret
+    #: bytes (so never in the repr).
+    key: Any = field(repr=False)
     verifiers: Mapping[str, Algorithm]
 
     @property
@@ -122,10 +140,40 @@ def _key_algorithms(jwk: Mapping[str, Any], allowed: frozenset[str] | None) -> f
     return frozenset({alg}) if allowed is None or alg in allowed else frozenset()
 
 
-def _parse_key(jwk: Any, allowed: frozenset[str] | None) -> VerifyKey | None:
+def _parse_secret(
+    kid: str | None, jwk: Mapping[str, Any], allowed: frozenset[str] | None
+) -> VerifyKey:
+    """A local ``oct`` JWK as a :class:`VerifyKey` for the HS* its length permits.
+
+    As for public keys (RFC 8725 §3.1), one algorithm per key unless configured:
+    its own ``alg``, else HS256; with ``allowed``, those of it that suit.
+    """
+    alg = jwk.get("alg")
+    if alg is not None and alg not in HMAC_ALGORITHMS:
+        raise _SkippedKey("alg does not suit its kty/crv, or is not supported")
+    try:
+        secret = HMACAlgorithm.from_jwk(dict(jwk))
+        # PyJWT refuses a secret that is a PEM/DER public key or a JWK: the
+        # algorithm-confusion key, even when configured on purpose.
+        secret = _HMAC_VERIFIERS["HS256"].prepare_key(secret)
+    except Exception as exc:  # a bad key is skipped, never a crash
+        raise _SkippedKey(f"cannot be imported ({type(exc).__name__})") from exc
+    if alg is not None:
+        names: set[str] | frozenset[str] = {alg} if allowed is None else {alg} & allowed
+    else:
+        names = {"HS256"} if allowed is None else HMAC_ALGORITHMS & allowed
+    # RFC 7518 §3.2: a key at least as long as the hash output MUST be used.
+    usable = {n for n in names if _HMAC_VERIFIERS[n].check_key_length(secret) is None}
+    if not usable:
+        raise _SkippedKey("oct key too short for its algorithms, or none allowed")
+    return VerifyKey(kid, secret, {n: _HMAC_VERIFIERS[n] for n in sorted(usable)})
+
+
+def _parse_key(jwk: Any, allowed: frozenset[str] | None, local: bool = False) -> VerifyKey | None:
     """One JWK as a :class:`VerifyKey`; None when no allowed algorithm suits it.
 
     ``allowed`` is the validator's ``algorithms``; None when none were given.
+    ``local`` (keys configured in this process) also accepts ``oct`` keys.
     """
     if not isinstance(jwk, Mapping):
         raise _SkippedKey("not a JSON object")
@@ -137,6 +185,8 @@ def _parse_key(jwk: Any, allowed: frozenset[str] | None) -> VerifyKey | None:
     ops = jwk.get("key_ops")
     if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
         raise _SkippedKey("not a verification key (key_ops)")
+    if local and jwk.get("kty") == "oct":
+        return _parse_secret(kid, jwk, allowed)
     algorithms = _key_algorithms(jwk, allowed)
     if not algorithms:
         return None
@@ -160,10 +210,13 @@ class KeySet:
     set must not take the good ones down with it.
     """
 
-    __slots__ = ("_by_alg", "_by_kid", "algorithms", "keys", "kids")
+    __slots__ = ("_by_alg", "_by_kid", "algorithms", "any_kid", "keys", "kids")
 
-    def __init__(self, keys: Iterable[VerifyKey]) -> None:
+    def __init__(self, keys: Iterable[VerifyKey], *, any_kid: bool = False) -> None:
         self.keys = tuple(keys)
+        #: The set is one key without ``kid``, configured here: it is the key
+        #: whatever ``kid`` a token names, as a single key is in Authlib.
+        self.any_kid = any_kid and len(self.keys) == 1 and self.keys[0].kid is None
         self._by_kid: dict[tuple[str, str], VerifyKey] = {}
         by_alg: dict[str, list[VerifyKey]] = {}
         for key in self.keys:
@@ -176,11 +229,15 @@ class KeySet:
         self.algorithms = frozenset(self._by_alg)
 
     @classmethod
-    def parse(cls, document: Any, allowed: frozenset[str] | None, source: str) -> KeySet:
+    def parse(
+        cls, document: Any, allowed: frozenset[str] | None, source: str, *, local: bool = False
+    ) -> KeySet:
         """Parse a JWKS document (``{"keys": [...]}``); raise ValueError if it is not one.
 
         ``allowed``: the configured algorithms, or None for each key's own
-        ``alg`` (its type's default when it has none).
+        ``alg`` (its type's default when it has none). ``local``: the document
+        was configured in this process, not fetched, so its ``oct`` keys are
+        used (for HS* only); a fetched one never is.
         """
         found = document.get("keys") if isinstance(document, Mapping) else None
         if not isinstance(found, list):
@@ -189,7 +246,7 @@ class KeySet:
         for jwk in found:
             kid = jwk.get("kid") if isinstance(jwk, Mapping) else None
             try:
-                key = _parse_key(jwk, allowed)
+                key = _parse_key(jwk, allowed, local)
             except _SkippedKey as why:
                 throttled(
                     f"jwks-skip:{source}:{kid!r}:{why}",
@@ -203,7 +260,8 @@ class KeySet:
                 logger.debug("JWKS from %s: key kid=%.64r has no allowed algorithm", source, kid)
             else:
                 keys.append(key)
-        return cls(keys)
+        # Authlib uses a lone configured key whatever kid a token names.
+        return cls(keys, any_kid=local and len(found) == 1)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -222,6 +280,8 @@ class KeySet:
             key = self._by_kid.get((kid, alg))
             if key is None and kid in self.kids:
                 raise InvalidTokenError("algorithm not allowed")
+            if key is None and self.any_kid:
+                return self.find(None, alg)
             return key
         candidates = self._by_alg.get(alg, ())
         if len(candidates) > 1:
@@ -262,6 +322,12 @@ class JWKSFetcher:
     fetch is retried no sooner either. When the endpoint fails, the last good
     set keeps serving up to ``max_stale`` seconds past its lifespan; with no
     set at all, tokens are answered 503 (:class:`SigningKeysUnavailableError`).
+
+    With ``loader``, the keys come from that callable instead of the network:
+    a JWKS document configured in this process (``get_jwks()`` of
+    ``bearerguard.rfc9068``), so its ``oct`` keys count. It is called under the
+    same rules as a fetch; when it raises and no set is left to serve, tokens
+    are answered 503 too, as for any failing user hook.
     """
 
     def __init__(
@@ -277,10 +343,15 @@ class JWKSFetcher:
         max_bytes: int = 256 * 1024,
         clock: Callable[[], float],
         http: HTTPClient | None = None,
+        loader: Callable[[], Any] | None = None,
     ) -> None:
         if lifespan <= 0 or min_refetch < 0 or max_stale < 0 or timeout <= 0 or max_bytes <= 0:
             raise ValueError("JWKS lifespan, timeout and size must be positive")
-        check_url(jwks_uri if jwks_uri is not None else issuer)
+        if loader is None:
+            check_url(jwks_uri if jwks_uri is not None else issuer)
+        elif jwks_uri is not None:
+            raise ValueError("pass a loader or a jwks_uri, not both")
+        self._loader = loader
         self.issuer = issuer
         self.configured_uri = jwks_uri
         self.algorithms = algorithms
@@ -374,6 +445,8 @@ class JWKSFetcher:
                 self._fetch("load", deadline)
             keys = self._keys
             if keys is None or not self._usable(self.clock()):
+                if self._loader is not None:
+                    raise ValidatorUnavailableError()
                 raise SigningKeysUnavailableError()
             return keys
         finally:
@@ -413,6 +486,8 @@ class JWKSFetcher:
         logger.debug("JWKS for issuer %s: %d keys (%s)", self.issuer, len(keys), reason)
 
     def _load(self, deadline: float) -> KeySet:
+        if self._loader is not None:
+            return self._load_local()
         uri = self._uri
         if uri is None:
             uri = self._uri = self._discover(deadline)
@@ -420,6 +495,21 @@ class JWKSFetcher:
             keys = KeySet.parse(self._get_json(uri, deadline), self.algorithms, uri)
         except ValueError as exc:
             raise _FetchFailed(f"{uri}: {exc}") from None
+        if not keys:
+            raise _FetchFailed("no usable signing key in the set")
+        return keys
+
+    def _load_local(self) -> KeySet:
+        assert self._loader is not None
+        try:
+            document = self._loader()
+        except Exception as exc:
+            # A user's hook: only the type is logged (its text may quote a secret).
+            raise _FetchFailed(f"the key loader raised {type(exc).__name__}") from None
+        try:
+            keys = KeySet.parse(document, self.algorithms, "the key loader", local=True)
+        except ValueError as exc:
+            raise _FetchFailed(f"the key loader: {exc}") from None
         if not keys:
             raise _FetchFailed("no usable signing key in the set")
         return keys

@@ -24,7 +24,14 @@ from typing import Any, Final, NoReturn
 from .._credentials import b64url_decode, peek_jws, signed_content_digest
 from .._frozen import FrozenDict, freeze
 from .._http import HTTPClient
-from .._jwks import ASYMMETRIC_ALGORITHMS, JWKSFetcher, KeySet, VerifyKey, json_object
+from .._jwks import (
+    ASYMMETRIC_ALGORITHMS,
+    HMAC_ALGORITHMS,
+    JWKSFetcher,
+    KeySet,
+    VerifyKey,
+    json_object,
+)
 from ..errors import InvalidTokenError, TokenExpiredError
 from .base import TokenInfo, TokenValidator, number_or_none, scopes_of, text_or_none
 
@@ -194,7 +201,9 @@ class JWTBearerTokenValidator(TokenValidator):
             )
         )
 
-    Keys come from ``jwks`` (a JWKS dict), else from ``jwks_uri``, else from the
+    Keys come from ``jwks`` (a JWKS dict, or a callable returning one, called
+    when keys are first needed and again for an unknown ``kid``, as a fetch
+    would be), else from ``jwks_uri``, else from the
     ``jwks_uri`` of the issuer's metadata (``/.well-known/openid-configuration``,
     then ``/.well-known/oauth-authorization-server``), whose ``issuer`` must be
     this one. Register one validator per trusted issuer.
@@ -209,8 +218,11 @@ class JWTBearerTokenValidator(TokenValidator):
         that one algorithm, if allowed; a key without verifies those of these
         that suit its type. By default each key's own ``alg``, and for a key
         without one its type's usual algorithm only (RFC 8725 §3.1): RS256 for
-        RSA, ES256/ES384/ES512 for P-256/P-384/P-521, and for Ed25519 EdDSA and
-        Ed25519 (its fully specified name, RFC 9864). ``none`` and HS* are refused.
+        RSA, ES256/ES384/ES512 for P-256/P-384/P-521, for Ed25519 EdDSA and
+        Ed25519 (its fully specified name, RFC 9864), HS256 for a local ``oct``
+        key. ``none`` is refused; HS* only verifies with an ``oct`` key of
+        ``jwks`` (configured here, never fetched), and an asymmetric key never
+        verifies it.
     :param leeway: seconds of clock skew allowed for ``nbf`` and ``iat`` (a
         token issued by a server whose clock runs ahead). ``exp`` gets none:
         the token's cache entry and any revocation end at ``exp``, so must the
@@ -219,7 +231,9 @@ class JWTBearerTokenValidator(TokenValidator):
         it, ``typ`` may also be absent or ``JWT``; any other type (``dpop+jwt``,
         ``logout+jwt``, ...) is refused either way.
     :param required_claims: claims that must be present, besides ``iss``,
-        ``exp`` and ``aud`` (see :data:`RFC9068_CLAIMS`).
+        ``exp`` and ``aud`` (see :data:`RFC9068_CLAIMS`). With these, or with
+        ``require_typ``, the RFC 9068 profile's ``auth_time``, ``acr`` and
+        ``amr`` must have its types too, when present.
     :param claims_equal: ``{claim: value}`` each claim must equal.
     :param claims_include: ``{claim: values}`` each claim (a list or a
         space-separated string) must include all of.
@@ -242,7 +256,7 @@ class JWTBearerTokenValidator(TokenValidator):
         issuer: str,
         audience: str | Collection[str] | _AnyAudience,
         *,
-        jwks: Mapping[str, Any] | None = None,
+        jwks: Mapping[str, Any] | Callable[[], Any] | None = None,
         jwks_uri: str | None = None,
         algorithms: Iterable[str] | None = None,
         leeway: float = 60,
@@ -261,6 +275,7 @@ class JWTBearerTokenValidator(TokenValidator):
         realm: str | None = None,
         **extra_attributes: Any,
     ) -> None:
+        _check_extra_attributes(extra_attributes)
         super().__init__(realm, **extra_attributes)
         if not isinstance(issuer, str) or not issuer:
             raise ValueError("issuer must be a non-empty string")
@@ -269,8 +284,14 @@ class JWTBearerTokenValidator(TokenValidator):
         self.issuer = issuer
         self.audiences = _audiences(audience)
         # None: each key's own alg (RFC 8725 §3.1), its type's default without one.
-        configured = _allowed(algorithms)
-        self.algorithms = ASYMMETRIC_ALGORITHMS if configured is None else configured
+        local = jwks is not None  # keys configured here: oct keys (HS*) may be among them
+        configured = _allowed(algorithms, local=local)
+        if configured is not None:
+            self.algorithms = configured
+        elif local:
+            self.algorithms = ASYMMETRIC_ALGORITHMS | HMAC_ALGORITHMS
+        else:
+            self.algorithms = ASYMMETRIC_ALGORITHMS
         if leeway < 0:
             raise ValueError("leeway must not be negative")
         self.leeway = float(leeway)
@@ -278,6 +299,8 @@ class JWTBearerTokenValidator(TokenValidator):
         self.required_claims = (
             (required_claims,) if isinstance(required_claims, str) else tuple(required_claims)
         )
+        # The RFC 9068 profile, asked for by either: its claims' types apply.
+        self._profile_types = require_typ or set(RFC9068_CLAIMS) <= set(self.required_claims)
         self.claims_equal = dict(claims_equal or {})
         self.claims_include = {k: _wanted(k, v) for k, v in (claims_include or {}).items()}
         self.claims_check = claims_check
@@ -285,10 +308,13 @@ class JWTBearerTokenValidator(TokenValidator):
         self._own_clock = clock is not None
         self._static: KeySet | None = None
         self.fetcher: JWKSFetcher | None = None
+        loader = jwks if callable(jwks) else None
+        if loader is not None:
+            jwks = None
         if jwks is not None:
-            self._static = KeySet.parse(jwks, configured, "jwks=")
+            self._static = KeySet.parse(jwks, configured, "jwks=", local=True)
             if not self._static:
-                raise ValueError("jwks holds no usable public signing key")
+                raise ValueError("jwks holds no usable signing key")
             self.algorithms = self._static.algorithms
         else:
             self.fetcher = JWKSFetcher(
@@ -302,6 +328,7 @@ class JWTBearerTokenValidator(TokenValidator):
                 max_bytes=max_jwks_bytes,
                 clock=self.clock,
                 http=http,
+                loader=loader,
             )
 
     def __repr__(self) -> str:
@@ -439,6 +466,7 @@ class JWTBearerTokenValidator(TokenValidator):
         if iat is not None and iat > now + leeway:
             _refuse("token issued in the future")
         _refuse_sender_constrained(claims)
+        _check_claim_types(claims, self._profile_types)
         if self.audiences is not None:
             aud = claims.get("aud")
             if aud is None:
@@ -446,7 +474,7 @@ class JWTBearerTokenValidator(TokenValidator):
             if self.audiences.isdisjoint(_audience_values(aud)):
                 _refuse("audience mismatch")
         for name in self.required_claims:
-            if name not in claims:
+            if claims.get(name) is None:  # a null is no value either (RFC 7519 §4)
                 _refuse(f"missing claim: {name}")
         for name, expected in self.claims_equal.items():
             value = claims.get(name, _MISSING)
@@ -544,16 +572,64 @@ def _wanted(name: str, values: str | Iterable[str]) -> frozenset[str]:
     return wanted
 
 
-def _allowed(algorithms: Iterable[str] | None) -> frozenset[str] | None:
+def _allowed(algorithms: Iterable[str] | None, local: bool = False) -> frozenset[str] | None:
     if algorithms is None:
         return None
+    # HS* only with keys configured here: a fetched key set never holds a
+    # secret, and the KeySet gives HS* verifiers to oct keys alone.
+    usable = ASYMMETRIC_ALGORITHMS | HMAC_ALGORITHMS if local else ASYMMETRIC_ALGORITHMS
     if isinstance(algorithms, str):
         algorithms = (algorithms,)
     allowed = frozenset(algorithms)
-    refused = allowed - ASYMMETRIC_ALGORITHMS
+    refused = allowed - usable
     if refused or not allowed:
         raise ValueError(
-            f"algorithms must be public-key algorithms among {sorted(ASYMMETRIC_ALGORITHMS)}; "
-            f"refused: {sorted(refused)} (none and HS* are never accepted)"
+            f"algorithms must be among {sorted(usable)}; refused: {sorted(refused)} "
+            "(none is never accepted, HS* only with an oct key given as jwks=)"
         )
     return allowed
+
+
+#: Keyword arguments that are another library's name for a parameter here: as
+#: a challenge attribute they would be swallowed and change nothing (issue 11).
+_MISNAMED = {
+    "resource_server": "audience= (or use bearerguard.rfc9068.JWTBearerTokenValidator)",
+    "aud": "audience=",
+    "audiences": "audience=",
+    "iss": "issuer=",
+    "jwks_url": "jwks_uri=",
+    "algorithm": "algorithms=",
+}
+
+
+def _check_extra_attributes(extra: Mapping[str, Any]) -> None:
+    """Refuse keywords that cannot be ``WWW-Authenticate`` attributes (a misspelt parameter)."""
+    for name, value in extra.items():
+        if name in _MISNAMED:
+            raise TypeError(f"unexpected keyword argument {name!r}: did you mean {_MISNAMED[name]}")
+        if not isinstance(value, str):
+            raise TypeError(
+                f"extra attribute {name}= goes into the WWW-Authenticate challenge and must be "
+                f"a string, not {type(value).__name__}: is it a misspelt parameter?"
+            )
+
+
+def _check_claim_types(claims: Mapping[str, Any], profile: bool) -> None:
+    """The types of claims that identify a token or, in the RFC 9068 profile,
+    its authentication, when present.
+
+    jti and client_id key revocations (a number would slip past them). RFC
+    9068 §2.2.1 takes auth_time, acr and amr from OpenID Connect Core §2: a
+    NumericDate, a string, an array of strings (checked in the profile only:
+    other issuers' tokens may use them loosely, as ``claims_include`` allows).
+    """
+    for name in ("jti", "client_id", "acr") if profile else ("jti", "client_id"):
+        if name in claims and not isinstance(claims[name], str):
+            _refuse(f"invalid claim: {name}")
+    if not profile:
+        return
+    if "auth_time" in claims and number_or_none(claims["auth_time"]) is None:
+        _refuse("invalid claim: auth_time")
+    amr = claims.get("amr", _MISSING)
+    if amr is not _MISSING and not (isinstance(amr, list) and all(isinstance(m, str) for m in amr)):
+        _refuse("invalid claim: amr")
