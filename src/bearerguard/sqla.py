@@ -75,7 +75,12 @@ def prepare_cached_row(
     def reattach(copy: Any) -> Any:
         return session.merge(copy, load=False)
 
-    return dataclasses.replace(info, token=_detached_copy(row), reattach=reattach)
+    copy = _detached_copy(row)
+    check = info.expiry_check
+    if check is not None and getattr(check, "__self__", None) is row:
+        # A hit asks the cached copy, never the row of the request that cached it.
+        check = getattr(copy, check.__name__)
+    return dataclasses.replace(info, token=copy, reattach=reattach, expiry_check=check)
 
 
 def _detached_copy(row: Any) -> Any:
