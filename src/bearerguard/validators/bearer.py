@@ -1,23 +1,24 @@
 """The Authlib-compatible validator for opaque tokens looked up in a store.
 
 Code written for Authlib's ``BearerTokenValidator`` ports by changing the
-import: the hooks ``authenticate_token``, ``request_invalid`` and
-``token_revoked`` keep their meaning.
+import: Authlib 1.x's hooks (``authenticate_token``, ``validate_request``,
+``validate_token``, ``scope_insufficient``) and the seed's
+(``request_invalid``, ``token_revoked``) keep their meaning.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .._hooks import call_hook
 from .._log import logger, throttled
 from ..errors import (
-    BearerGuardError,
+    InsufficientScopeError,
     TokenExpiredError,
     TokenRevokedError,
     UnknownTokenError,
-    ValidatorUnavailableError,
 )
-from .base import TokenInfo, TokenValidator, describe_token, is_expired
+from .base import TokenInfo, TokenValidator, describe_token, scope_text, unexpired
 
 __all__ = ["BearerTokenValidator"]
 
@@ -68,20 +69,32 @@ class BearerTokenValidator(TokenValidator):
         self._protector = protector
         self.clock = protector.clock
 
-    def validate(self, token_string: str) -> TokenInfo:
-        try:
-            token = self.authenticate_token(token_string)
-        except BearerGuardError:
-            raise
-        except Exception as exc:
-            self.backend_failed(exc)
-            raise ValidatorUnavailableError() from exc
+    def validate_token(
+        self, token: Any, scopes: list[str] | None, request: Any, **kwargs: Any
+    ) -> None:
+        """Authlib's checks, for an override that calls ``super()``: a token was
+        found, it is not expired (its ``is_expired()`` if the model has one) nor
+        revoked, and :meth:`scope_insufficient` is satisfied."""
         if not token:
             raise UnknownTokenError()
-        info = describe_token(token)
-        if is_expired(info, self.clock()):
+        if unexpired(describe_token(token), self.clock()) is None:
             raise TokenExpiredError()
         if self.token_revoked(token):
+            raise TokenRevokedError()
+        if self.scope_insufficient(scope_text(token), scopes):
+            raise InsufficientScopeError()
+
+    def validate(self, token_string: str) -> TokenInfo:
+        # Every hook behind the one guard: a refusal it raises is its answer,
+        # anything else a 503 (with the session rolled back).
+        token = call_hook(self.authenticate_token, token_string, on_failure=self.backend_failed)
+        if not token:
+            raise UnknownTokenError()
+        live = call_hook(unexpired, call_hook(describe_token, token), self.clock())
+        if live is None:
+            raise TokenExpiredError()
+        info = live
+        if call_hook(self.token_revoked, token, on_failure=self.backend_failed):
             raise TokenRevokedError()
         if hasattr(type(token), "__mapper__"):
             from .. import sqla  # only reached when SQLAlchemy is installed
