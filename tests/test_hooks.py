@@ -279,6 +279,22 @@ def test_is_expired_decides_over_issued_at_and_expires_in(build: Build) -> None:
     assert_refused(world.bearer("/info", "grace"), 401, "invalid_token")
 
 
+def test_a_grace_period_is_expired_is_asked_of_the_cached_copy(build: Build) -> None:
+    """The request that cached the row commits (expiring the row's attributes)
+    and ends; the next hit must not ask that row, which cannot reload any more."""
+    world = build(sqla(FlaggedToken)())
+    world.issue("grace", model=FlaggedToken, expires_in=-10, expired=False)
+
+    @world.app.route("/commits")
+    @world.protector()
+    def commits() -> Any:
+        db.session.commit()
+        return jsonify(ok=True)
+
+    assert world.bearer("/commits", "grace").status_code == 200
+    assert world.bearer("/info", "grace").status_code == 200
+
+
 def test_is_expired_with_a_stated_expiry_costs_a_cache_hit_nothing(build: Build) -> None:
     """is_expired() is asked when the token is validated; a live entry is then
     bounded by the stated expiry, with no per-hit call (the fast path)."""
