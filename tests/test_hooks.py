@@ -257,6 +257,21 @@ def test_a_callable_operator_still_decides_beside_scope_insufficient(build: Buil
     assert_refused(world.bearer("/admins", "a1"), 403, "insufficient_scope")
 
 
+def test_a_scope_operator_that_raises_is_503(build: Build) -> None:
+    def operator(granted: set[str], required: set[str]) -> bool:
+        raise KeyError("roles service down")
+
+    world = build()
+    world.issue("a1")
+
+    @world.app.route("/operated")
+    @world.protector("profile", operator)
+    def operated() -> Any:
+        return jsonify(ok=True)
+
+    assert_refused(world.bearer("/operated", "a1"), 503, "temporarily_unavailable")
+
+
 # -- the token's own methods ---------------------------------------------------------
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidRequestError as _AuthlibInvalidRequest
@@ -26,7 +26,6 @@ from authlib.oauth2.rfc6750.errors import InsufficientScopeError as _AuthlibInsu
 from authlib.oauth2.rfc6750.errors import InvalidTokenError as _AuthlibInvalidToken
 
 from ._log import throttled
-from ._requirements import Requirement
 from .errors import (
     BearerGuardError,
     InsufficientScopeError,
@@ -37,6 +36,9 @@ from .errors import (
     ValidatorUnavailableError,
 )
 from .validators.base import TokenInfo, scope_text
+
+if TYPE_CHECKING:
+    from ._requirements import Requirement
 
 __all__ = ["Policy", "adopted", "call_hook", "policy_of", "request_checks", "user_hook"]
 

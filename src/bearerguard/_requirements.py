@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ._hooks import call_hook
 from .errors import InsufficientScopeError
 from .validators.base import TokenInfo
 
@@ -89,8 +90,8 @@ def _one(
     required: frozenset[str], operator: str | ScopeOperator
 ) -> Callable[[frozenset[str]], bool]:
     if callable(operator):
-        user_check = operator
-        return lambda scopes: bool(user_check(set(scopes), set(required)))
+        user_check = operator  # the user's code: behind the guard, as every hook
+        return lambda scopes: bool(call_hook(user_check, set(scopes), set(required)))
     if operator == "AND":
         return required.issubset
     return lambda scopes: not required.isdisjoint(scopes)
