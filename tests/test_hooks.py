@@ -210,6 +210,38 @@ def test_validate_token_raising_insufficient_scope_names_the_scope(build: Build)
     assert 'scope="profile"' in response.headers["WWW-Authenticate"]
 
 
+def test_validate_token_gets_the_views_claim_keywords_as_authlib_passes_them() -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Token(PlainToken):
+        scope = "profile"
+        roles = ["student", "admin"]
+
+        def get_scope(self) -> str:
+            return self.scope
+
+    class Validator(BearerTokenValidator):
+        def authenticate_token(self, token_string: str) -> Any:
+            return Token()
+
+        def validate_token(self, token: Any, scopes: Any, request: Any, **kwargs: Any) -> None:
+            seen.append({"scopes": scopes, **kwargs})
+
+    app = Flask(__name__)
+    protector = ResourceProtector()
+    protector.register_token_validator(Validator())
+
+    @app.route("/admin")
+    @protector("profile", roles="admin")
+    def admin() -> Any:
+        return jsonify(ok=True)
+
+    assert app.test_client().get("/admin", headers={"Authorization": "Bearer t"}).json == {
+        "ok": True
+    }
+    assert seen == [{"scopes": ["profile"], "roles": ["admin"]}]
+
+
 # -- Authlib 1.x: scope_insufficient -----------------------------------------------
 
 

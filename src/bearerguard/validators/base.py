@@ -103,14 +103,13 @@ class TokenValidator:
         """Raise an ``OAuth2Error`` to refuse ``request`` before its token is
         looked up (Authlib's hook; ``request`` is Authlib's request wrapper)."""
 
-    def validate_token(
-        self, token: Any, scopes: list[str] | None, request: Any, **kwargs: Any
-    ) -> None:
+    def validate_token(self, token: Any, scopes: Any, request: Any) -> None:
         """Raise an ``OAuth2Error`` to refuse a token bearerguard found valid.
 
         Called with Authlib's arguments: ``scopes`` is the list of acceptable
         scope strings (``["profile email"]``; None when the view needs none),
-        ``kwargs`` the view's ``groups=``/``roles=``/``entitlements=``. An
+        plus, as keywords, the view's ``groups=``/``roles=``/``entitlements=``
+        when it names any (so an override for such views takes them). An
         override decides the scope check, as in Authlib; this default asks
         :meth:`scope_insufficient`.
         """

@@ -69,9 +69,7 @@ class BearerTokenValidator(TokenValidator):
         self._protector = protector
         self.clock = protector.clock
 
-    def validate_token(
-        self, token: Any, scopes: list[str] | None, request: Any, **kwargs: Any
-    ) -> None:
+    def validate_token(self, token: Any, scopes: Any, request: Any) -> None:
         """Authlib's checks, for an override that calls ``super()``: a token was
         found, it is not expired (its ``is_expired()`` if the model has one) nor
         revoked, and :meth:`scope_insufficient` is satisfied."""
