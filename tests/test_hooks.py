@@ -449,6 +449,29 @@ def test_a_per_request_hook_raising_runtime_error_is_503_not_cached(
     assert world.bearer("/user", "a1").status_code == 200
 
 
+@pytest.mark.parametrize("raised", ["RuntimeError", "InvalidTokenError"])
+def test_a_refusal_from_a_hook_carries_no_exception_chain(build: Build, raised: str) -> None:
+    """A driver's error quotes the SQL parameters, the token among them: it must
+    not ride along as the refusal's __cause__ or __context__."""
+
+    class Validator(sqla()):  # type: ignore[misc]
+        def authenticate_token(self, token_string: str) -> Any:
+            try:
+                raise ConnectionError(f"SELECT ... WHERE access_token = '{token_string}'")
+            except ConnectionError:
+                if raised == "RuntimeError":
+                    raise RuntimeError("lookup failed") from None
+                raise AuthlibInvalidTokenError() from None
+
+    world = build(Validator())
+    with (
+        world.app.test_request_context(headers={"Authorization": "Bearer a-secret"}),
+        pytest.raises(OAuth2Error) as refused,
+    ):
+        world.protector.acquire_token()
+    assert refused.value.__cause__ is None and refused.value.__context__ is None
+
+
 def test_a_hooks_own_oauth2_error_answers_with_its_status_and_code(build: Build) -> None:
     class SlowDownError(OAuth2Error):  # type: ignore[misc]
         error = "slow_down"

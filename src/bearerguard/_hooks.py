@@ -70,15 +70,17 @@ def call_hook(
     except BearerGuardError:
         raise
     except OAuth2Error as error:
-        raise adopted(error) from None
+        refusal = adopted(error)
     except Exception as exc:
         if on_failure is not None:
             on_failure(exc)
         else:
             name = getattr(hook, "__qualname__", None) or type(hook).__name__
             throttled(f"hook:{name}", "%s raised %s; answering 503", name, type(exc).__name__)
-        # Not chained: the exception's text may quote the token.
-        raise ValidatorUnavailableError() from None
+        refusal = ValidatorUnavailableError()
+    # Raised outside the handler, so with no __cause__ and no __context__: the
+    # hook's exception may quote the token (a driver's error quotes the SQL).
+    raise refusal
 
 
 def adopted(error: OAuth2Error) -> BearerGuardError:

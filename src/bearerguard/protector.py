@@ -571,6 +571,9 @@ class ResourceProtector:
 
     def _refused(self, error: BearerGuardError) -> BearerGuardError:
         """Count and log a refusal, and give it its challenge attributes."""
+        # No exception chain goes out with it: a hook's refusal raised while
+        # handling a driver's error (whose text quotes the token) carries it.
+        error.__cause__ = error.__context__ = None
         outcome = "missing_token" if isinstance(error, MissingTokenError) else error.error
         with self._outcomes_lock:
             self._outcomes[outcome or "refused"] += 1
