@@ -82,7 +82,8 @@ PROPERTY = settings(
 # substring of these is not an echo.
 _OWN_TEXT = (
     'Bearer realm="api" error invalid_request invalid_token insufficient_scope '
-    "missing_authorization temporarily_unavailable no-store no-cache application/json "
+    "missing_authorization unsupported_token_type temporarily_unavailable no-store no-cache "
+    "application/json "
     "The request carries no access token. The request is malformed. The access token is "
     "invalid. The access token lacks the scope this resource needs. The token cannot be "
     "checked right now. unknown token token expired token revoked signing keys unavailable "
@@ -228,14 +229,17 @@ def assert_rfc6750(response: Any, token: str | None, *, outage_ok: bool = False)
         assert int(response.headers["Retry-After"]) > 0
         assert challenge is None
         return str(error)
-    expected = {400: {"invalid_request"}, 401: {"invalid_token", "missing_authorization"}}
+    expected = {
+        400: {"invalid_request"},
+        401: {"invalid_token", "missing_authorization", "unsupported_token_type"},
+    }
     assert error in expected.get(status, {"insufficient_scope"}), (status, body)
     assert challenge is not None
     parsed = WWWAuthenticate.from_header(challenge)
     assert parsed is not None and parsed.type == "bearer", challenge
     params = dict(parsed.parameters)
     assert params.get("realm") == "api"
-    if error == "missing_authorization":
+    if error in ("missing_authorization", "unsupported_token_type"):
         assert "error" not in params, "RFC 6750 §3.1: no error code without credentials"
     else:
         assert params.get("error") == error, challenge

@@ -201,9 +201,9 @@ def test_g_does_not_leak_between_requests(env: Env) -> None:
     with env.app.test_request_context("/any", headers={"Authorization": f"Bearer {token}"}):
         env.app.preprocess_request()
         env.require_oauth.acquire_token()
-        assert g.get("_bearerguard_token") is not None
+        assert g.get("authlib_server_oauth2_token") is not None
     with env.app.test_request_context("/any"):
-        assert g.get("_bearerguard_token") is None
+        assert g.get("authlib_server_oauth2_token") is None
 
 
 # -- case-insensitive token columns: a case variant is another, unknown token ---------------

@@ -15,6 +15,7 @@ from .errors import (
     TokenExpiredError,
     TokenRevokedError,
     UnknownTokenError,
+    UnsupportedTokenTypeError,
     ValidatorUnavailableError,
 )
 from .protector import ResourceProtector, current_token, token_authenticated
@@ -33,6 +34,7 @@ __all__ = [
     "TokenExpiredError",
     "TokenRevokedError",
     "UnknownTokenError",
+    "UnsupportedTokenTypeError",
     "ValidatorUnavailableError",
     "current_token",
     "token_authenticated",

@@ -12,7 +12,7 @@ import json
 import re
 from typing import Any
 
-from .errors import InvalidRequestError, MissingTokenError
+from .errors import InvalidRequestError, MissingTokenError, UnsupportedTokenTypeError
 
 __all__ = ["digest", "json_object", "parse_authorization", "peek_jws", "signed_content_digest"]
 
@@ -24,9 +24,9 @@ def parse_authorization(value: str, max_length: int) -> str:
     """The token from an ``Authorization`` header value.
 
     ``Bearer`` is matched case-insensitively and may be followed by several
-    spaces (RFC 7235 ``1*SP``). Another scheme, or an empty value, counts as no
-    credentials (401 with a bare challenge, RFC 6750 §3.1); a bearer header
-    that is not ``Bearer <b64token>`` is a malformed request (400).
+    spaces (RFC 7235 ``1*SP``). An empty value is no credentials, another
+    scheme an unsupported one (both 401 with a bare challenge, RFC 6750 §3.1);
+    a bearer header that is not ``Bearer <b64token>`` is a malformed request (400).
     """
     if len(value) > max_length + 64:
         raise InvalidRequestError("access token too large")
@@ -37,7 +37,7 @@ def parse_authorization(value: str, max_length: int) -> str:
             raise MissingTokenError()
         if stripped[:6].lower() == "bearer" and stripped[6:7] in ("", " ", "\t"):
             raise InvalidRequestError("malformed Authorization header")  # "Bearer\tx", " Bearer x"
-        raise MissingTokenError("unsupported authentication scheme")
+        raise UnsupportedTokenTypeError()
     token = rest.lstrip(" ")
     if not token:
         raise InvalidRequestError("missing token in Authorization header")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ._hooks import call_hook
+from .errors import InsufficientScopeError
 from .validators.base import TokenInfo
 
 __all__ = ["AUTHORIZATION_CLAIMS", "Requirement", "ScopeOperator", "compile_requirement"]
@@ -19,29 +21,51 @@ AUTHORIZATION_CLAIMS = ("groups", "roles", "entitlements")
 
 
 class Requirement:
-    """A compiled check: ``requirement(info)`` is True when the token suffices."""
+    """A compiled check: ``requirement.missing(info)`` is None when the token suffices."""
 
-    __slots__ = ("claims", "scope", "scopes_ok")
+    __slots__ = ("claims", "hook_claims", "hook_scopes", "hooks_decide_scope", "scope", "scopes_ok")
 
     def __init__(
         self,
         scopes_ok: Callable[[frozenset[str]], bool] | None,
         scope: str | None,
         claims: tuple[tuple[str, frozenset[str]], ...],
+        hook_scopes: list[str] | None = None,
+        hooks_decide_scope: bool = True,
     ) -> None:
         self.scopes_ok = scopes_ok
         #: The scope text for ``WWW-Authenticate: ... scope="..."`` on a 403.
         self.scope = scope
         self.claims = claims
+        #: What Authlib 1.x's hooks receive as ``scopes``: a list of scope
+        #: strings, any one of which suffices; None when none is required.
+        self.hook_scopes = hook_scopes
+        #: False for a callable operator, which Authlib's form cannot express.
+        self.hooks_decide_scope = hooks_decide_scope
+        #: The ``groups=``/``roles=``/``entitlements=`` keywords for validate_token.
+        self.hook_claims: dict[str, Any] = {name: sorted(values) for name, values in claims}
 
     def missing(self, info: TokenInfo) -> str | None:
         """None when ``info`` suffices, else what is missing ("scope", "roles", ...)."""
         if self.scopes_ok is not None and not self.scopes_ok(info.scopes):
             return "scope"
+        # The loop of missing_claims, inline: a method call here is on every cache hit.
         for name, wanted in self.claims:
             if not wanted & _claim_values(info, name):
                 return name
         return None
+
+    def missing_claims(self, info: TokenInfo) -> str | None:
+        """The first of ``groups``/``roles``/``entitlements`` the token lacks, or None."""
+        for name, wanted in self.claims:
+            if not wanted & _claim_values(info, name):
+                return name
+        return None
+
+    def refusal(self, missing: str) -> InsufficientScopeError:
+        """The 403 for what :meth:`missing` found lacking."""
+        description = None if missing == "scope" else f"token lacks a required {missing} value"
+        return InsufficientScopeError(description, scope=self.scope)
 
 
 def _claim_values(info: TokenInfo, name: str) -> frozenset[str]:
@@ -70,8 +94,8 @@ def _one(
     required: frozenset[str], operator: str | ScopeOperator
 ) -> Callable[[frozenset[str]], bool]:
     if callable(operator):
-        user_check = operator
-        return lambda scopes: bool(user_check(set(scopes), set(required)))
+        user_check = operator  # the user's code: behind the guard, as every hook
+        return lambda scopes: bool(call_hook(user_check, set(scopes), set(required)))
     if operator == "AND":
         return required.issubset
     return lambda scopes: not required.isdisjoint(scopes)
@@ -106,4 +130,7 @@ def compile_requirement(
     one = [_one(s, operator) for s in sets]
     ok = one[0] if len(one) == 1 else (lambda scopes: any(check(scopes) for check in one))
     first = next(a for a in alternatives if a.split())
-    return Requirement(ok, " ".join(first.split()), checks)
+    hook_scopes = [" ".join(a.split()) for a in alternatives if a.split()]
+    if operator == "OR":  # any one scope of any string: Authlib's list of single scopes
+        hook_scopes = list(dict.fromkeys(s for a in hook_scopes for s in a.split()))
+    return Requirement(ok, " ".join(first.split()), checks, hook_scopes, not callable(operator))

@@ -2,18 +2,29 @@
 
 Each class carries its status code, its RFC 6750 ``error`` code and a safe,
 fixed ``description`` (never an echo of the request), and renders its own
-JSON body and ``WWW-Authenticate`` challenge. A description a user's hook
-writes may hold any text: it is rendered in RFC 6750's character set. The
-classes subclass Authlib's :class:`~authlib.oauth2.OAuth2Error`, so code
-ported from Authlib that catches ``OAuth2Error`` keeps working.
+JSON body and ``WWW-Authenticate`` challenge. The classes subclass Authlib's
+:class:`~authlib.oauth2.OAuth2Error`, and each refusal Authlib has a class for
+is also an instance of that class (``InvalidTokenError``,
+``InsufficientScopeError``, ``MissingAuthorizationError``,
+``UnsupportedTokenTypeError``), so ``except`` clauses and
+``raise_error_response`` overrides ported from Authlib keep working. A
+description a user's hook writes may hold any text: it is rendered in RFC
+6750's character set.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidRequestError as _AuthlibInvalidRequest
+from authlib.oauth2.rfc6749.errors import MissingAuthorizationError as _AuthlibMissing
+from authlib.oauth2.rfc6749.errors import UnsupportedTokenTypeError as _AuthlibUnsupported
+from authlib.oauth2.rfc6750.errors import InsufficientScopeError as _AuthlibInsufficient
+from authlib.oauth2.rfc6750.errors import InvalidTokenError as _AuthlibInvalidToken
 from werkzeug.http import quote_header_value
 
 __all__ = [
@@ -26,8 +37,11 @@ __all__ = [
     "TokenExpiredError",
     "TokenRevokedError",
     "UnknownTokenError",
+    "UnsupportedTokenTypeError",
     "ValidatorUnavailableError",
 ]
+
+_NO_ATTRIBUTES: Mapping[str, str] = MappingProxyType({})
 
 
 #: Outside RFC 6750 §3's set for error_description (%x20-21 / %x23-5B / %x5D-7E).
@@ -67,21 +81,40 @@ class BearerGuardError(OAuth2Error):  # type: ignore[misc]
     description: str = "The access token is invalid."
     #: False for refusals caused by an outage, which the cache must not remember.
     cacheable: bool = True
+    #: The challenge's ``realm`` and extra attributes (Authlib's names); the
+    #: protector fills them in from the validator, or its own ``realm``.
+    realm: str | None = None
+    extra_attributes: Mapping[str, str] = _NO_ATTRIBUTES
 
-    def __init__(self, description: str | None = None, *, scope: str | None = None) -> None:
-        # Not OAuth2Error.__init__: from some Authlib versions on it raises
-        # ValueError for a description outside RFC 6749's character set, which
-        # would turn a hook's InvalidTokenError('tenant "acme" suspended') into
-        # a 500. The text is kept as given and made safe when rendered.
-        text = description or self.description
-        Exception.__init__(self, f"{self.error}: {text}")
-        self.description = text
+    def __init__(
+        self,
+        description: str | None = None,
+        uri: str | None = None,
+        status_code: int | None = None,
+        state: str | None = None,
+        *,
+        realm: str | None = None,
+        extra_attributes: Mapping[str, str] | None = None,
+        scope: str | None = None,
+    ) -> None:
+        # Authlib's positional order, so ported ``raise InvalidTokenError(...)``
+        # lines work. The description is not handed to Authlib's constructor,
+        # which raises ValueError for characters RFC 6749 does not allow: a
+        # refusal must never turn into a 500; rendering makes it safe instead.
+        super().__init__()
+        if description:
+            self.description = description
+            self.args = (f"{self.error}: {description}",)  # str(error), as Authlib's
+        if uri is not None:
+            self.uri = uri
+        if status_code is not None:
+            self.status_code = status_code
+        self.state = state
+        if realm is not None:
+            self.realm = realm
+        if extra_attributes:
+            self.extra_attributes = extra_attributes
         self.scope = scope
-        # The attributes Authlib's __init__ sets, for code that reads them.
-        self.uri: str | None = None
-        self.state: str | None = None
-        self.redirect_uri: str | None = None
-        self.redirect_fragment = False
 
     def get_body(self) -> list[tuple[str, Any]]:
         """The JSON body as pairs: ``error`` and ``error_description``."""
@@ -103,14 +136,23 @@ class BearerGuardError(OAuth2Error):  # type: ignore[misc]
             params.append(("error_description", _safe_text(self.description)))
         if self.scope:
             params.append(("scope", _safe_text(self.scope)))
+        params.extend((name, _safe_text(value)) for name, value in self.extra_attributes.items())
         if not params:
             return "Bearer"
         return "Bearer " + ", ".join(f"{k}={_quoted(v)}" for k, v in params)
 
     def get_headers(self, realm: str | None = None) -> list[tuple[str, str]]:
-        """Headers for the response: no caching, and the challenge."""
-        headers = [("Cache-Control", "no-store"), ("Pragma", "no-cache")]
-        value = self.challenge(realm)
+        """Headers for the response: JSON, no caching, and the challenge.
+
+        ``realm`` defaults to the error's own, so Authlib-style code calling
+        ``error.get_headers()`` gets the same challenge as the protector sends.
+        """
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-store"),
+            ("Pragma", "no-cache"),
+        ]
+        value = self.challenge(realm if realm is not None else self.realm)
         if value is not None:
             headers.append(("WWW-Authenticate", value))
         return headers
@@ -119,19 +161,36 @@ class BearerGuardError(OAuth2Error):  # type: ignore[misc]
         return f"{type(self).__name__}({self.status_code}, {self.error!r}, {self.description!r})"
 
 
-class MissingTokenError(BearerGuardError):
-    """No credentials at all: 401 with a bare challenge (RFC 6750 §3.1)."""
+def _bare_challenge(self: BearerGuardError, realm: str | None) -> str | None:
+    # RFC 6750 §3.1: a request without (bearer) credentials gets no error code
+    # in the challenge; the body keeps Authlib's code for ported clients.
+    return f"Bearer realm={_quoted(realm)}" if realm else "Bearer"
 
-    error = None
+
+class MissingTokenError(BearerGuardError, _AuthlibMissing):  # type: ignore[misc]
+    """No credentials at all: 401 with a bare challenge (RFC 6750 §3.1).
+
+    Authlib's ``MissingAuthorizationError``; its ``error`` is Authlib's
+    ``missing_authorization``, which the body carries but the challenge does not.
+    """
+
+    error = "missing_authorization"
     description = "The request carries no access token."
-
-    def get_body(self) -> list[tuple[str, Any]]:
-        # Authlib's name for this case, kept so ported clients keep parsing it.
-        description = _safe_text(self.description)
-        return [("error", "missing_authorization"), ("error_description", description)]
+    challenge = _bare_challenge
 
 
-class InvalidRequestError(BearerGuardError):
+class UnsupportedTokenTypeError(BearerGuardError, _AuthlibUnsupported):  # type: ignore[misc]
+    """An ``Authorization`` scheme no registered validator handles (``Basic``,
+    ``MAC`` without a MAC validator): 401 with a bare challenge (RFC 6750 §3.1),
+    body code ``unsupported_token_type`` as in Authlib. ``optional=True`` does
+    not let it through: the client did send credentials."""
+
+    error = "unsupported_token_type"
+    description = "unsupported authentication scheme"
+    challenge = _bare_challenge
+
+
+class InvalidRequestError(BearerGuardError, _AuthlibInvalidRequest):  # type: ignore[misc]
     """Malformed credentials or request: 400 invalid_request."""
 
     status_code = 400
@@ -139,7 +198,7 @@ class InvalidRequestError(BearerGuardError):
     description = "The request is malformed."
 
 
-class InvalidTokenError(BearerGuardError):
+class InvalidTokenError(BearerGuardError, _AuthlibInvalidToken):  # type: ignore[misc]
     """The token is unknown, expired, revoked or malformed: 401 invalid_token."""
 
     description = "The access token is invalid."
@@ -157,7 +216,7 @@ class TokenRevokedError(InvalidTokenError):
     description = "token revoked"
 
 
-class InsufficientScopeError(BearerGuardError):
+class InsufficientScopeError(BearerGuardError, _AuthlibInsufficient):  # type: ignore[misc]
     """The token is valid but lacks what the view needs: 403 insufficient_scope."""
 
     status_code = 403

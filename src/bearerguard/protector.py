@@ -18,7 +18,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, NoReturn, ParamSpec, TypeVar, overload
 
+from authlib.integrations.flask_oauth2.requests import FlaskJsonRequest
 from authlib.integrations.flask_oauth2.signals import token_authenticated
+from authlib.oauth2 import OAuth2Error
 from flask import Response, g, request
 from werkzeug.exceptions import (
     BadRequest,
@@ -36,8 +38,10 @@ from ._credentials import (
     peek_jws,
     signed_content_digest,
 )
+from ._hooks import Policy, adopted, call_hook, policy_of, request_checks
 from ._log import fingerprint, logger, throttled
 from ._requirements import Requirement, ScopeOperator, compile_requirement
+from ._routing import check_registrable, scheme_credentials
 from .cache import TokenCache, _Counter
 from .errors import (
     BearerGuardError,
@@ -48,11 +52,11 @@ from .errors import (
     TokenExpiredError,
     TokenRevokedError,
     UnknownTokenError,
+    UnsupportedTokenTypeError,
     ValidatorUnavailableError,
 )
 from .revocation import RevocationStore
 from .validators.base import TokenInfo, TokenValidator, number_or_none
-from .validators.bearer import BearerTokenValidator
 
 __all__ = ["BearerGuardHTTPException", "ResourceProtector", "current_token", "token_authenticated"]
 
@@ -64,8 +68,12 @@ _DEFAULT: Any = object()
 # about 0.3 us, and a cache hit has about 10 us in all.
 _request_now: Callable[[], Any] = request._get_current_object  # type: ignore[attr-defined]
 _g_now: Callable[[], Any] = g._get_current_object
-_G_TOKEN = "_bearerguard_token"
+#: Authlib's name, so code reading ``g.authlib_server_oauth2_token`` keeps working.
+_G_TOKEN = "authlib_server_oauth2_token"
 _G_REATTACH = "_bearerguard_reattach"
+_G_OAUTH_REQUEST = "_bearerguard_oauth_request"
+#: Methods Authlib's protector calls on itself, which bearerguard's hot path does not.
+_NOT_OVERRIDABLE = ("validate_request", "get_token_validator", "parse_request_authorization")
 
 
 class BearerGuardHTTPException(HTTPException):
@@ -101,7 +109,11 @@ class ResourceProtector:
         def user_profile():
             return jsonify(current_token.user.to_dict())
 
-    :param realm: the ``realm`` of every ``WWW-Authenticate`` challenge.
+    The ``Authorization`` scheme picks the validators (their ``TOKEN_TYPE``,
+    ``bearer`` by default); a refusal is raised by :meth:`acquire_token` as
+    an ``OAuth2Error`` and answered by :meth:`raise_error_response`.
+
+    :param realm: the ``realm`` of challenges whose validator names none.
     :param cache: a :class:`TokenCache`, for this protector alone (a second
         protector given it raises ``ValueError``); ``None`` validates every request.
     :param revocations: the deny-list; default an in-process
@@ -139,18 +151,45 @@ class ResourceProtector:
         self._jws_entry: dict[str, Callable[[str, Any, Any], TokenInfo]] = {}
         self._opaque: list[TokenValidator] = []
         self._request_checks: list[Any] = []
+        #: Validators by Authorization scheme (``TOKEN_TYPE``), in registration order.
+        self._schemes: dict[str, list[TokenValidator]] = {}
+        #: The non-Bearer schemes (MAC, ...) and their request checks.
+        self._others: dict[str, list[Any]] = {}
+        self._policies: dict[int, Policy] = {}
+        #: The plain check until a validator brings per-request hooks.
+        self._check: Callable[[Requirement, bool], None] = self._check_plain
         self._outcomes: Counter[str] = Counter()
         self._outcomes_lock = threading.Lock()
         self._accepted = _Counter()
         #: Called with each authorization's duration in seconds (metrics); None: not timed.
         self.observe_latency: Callable[[float], None] | None = None
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _NOT_OVERRIDABLE:
+            if name in vars(cls):
+                # Authlib's acquire_token calls these; bearerguard's does not
+                # (its hot path is its own), so an override would be ignored.
+                raise TypeError(
+                    f"{cls.__name__}.{name} would never be called: put per-request checks "
+                    "in the validator's validate_request() or validate_token() hook"
+                )
+
     # -- configuration ---------------------------------------------------------
 
     def register_token_validator(self, validator: TokenValidator) -> None:
-        """Add a validator. JWT validators are keyed by issuer; opaque ones are
-        tried in registration order."""
-        if validator.kind == "jwt":
+        """Add a validator for its ``TOKEN_TYPE`` (``Authorization`` scheme).
+
+        Bearer: JWT validators are keyed by issuer, opaque ones tried in
+        registration order. Other schemes' validators are tried in order.
+        An Authlib validator (not ported) raises TypeError saying what to import.
+        """
+        check_registrable(validator)
+        scheme = validator.TOKEN_TYPE.lower()
+        checks = request_checks(validator)
+        if scheme != "bearer":
+            self._others.setdefault(scheme, []).extend(checks)
+        elif validator.kind == "jwt":
             if not validator.issuer:
                 raise ValueError("a JWT validator needs an issuer")
             if validator.issuer in self._jwt:
@@ -159,15 +198,46 @@ class ResourceProtector:
             self._jws_entry[validator.issuer] = _jws_entry(validator)
         else:
             self._opaque.append(validator)
+        self._schemes.setdefault(scheme, []).append(validator)
         # Only a hook the user wrote costs anything per request.
-        hook = getattr(type(validator), "request_invalid", None)
-        if hook is not None and hook is not BearerTokenValidator.request_invalid:
-            self._request_checks.append(validator.request_invalid)  # type: ignore[attr-defined]
+        if scheme == "bearer":
+            self._request_checks.extend(checks)
+        policy = policy_of(validator)
+        if policy is not None:
+            self._policies[id(validator)] = policy
+            self._check = self._check_hooked
         validator.bind(self)
 
     @property
     def validators(self) -> list[TokenValidator]:
-        return [*self._jwt.values(), *self._opaque]
+        return [v for validators in self._schemes.values() for v in validators]
+
+    def get_token_validator(self, token_type: str) -> TokenValidator:
+        """The first validator registered for ``token_type`` (Authlib's method).
+
+        Raises :class:`UnsupportedTokenTypeError` when none serves it.
+        """
+        validators = self._schemes.get(token_type.lower())
+        if not validators:
+            raise self._stamped(UnsupportedTokenTypeError())
+        return validators[0]
+
+    def parse_request_authorization(self, request: Any) -> tuple[TokenValidator, str]:
+        """``(validator, token_string)`` from ``request.headers`` (Authlib's method).
+
+        Raises :class:`MissingTokenError` (Authlib's ``MissingAuthorizationError``)
+        or :class:`UnsupportedTokenTypeError`; a malformed Bearer header is a 400.
+        """
+        header = request.headers.get("Authorization")
+        if not header:
+            raise self._stamped(MissingTokenError())
+        try:
+            found = scheme_credentials(header, self._others, self.max_token_length)
+            if found is None:
+                found = ("bearer", parse_authorization(header, self.max_token_length))
+        except BearerGuardError as error:
+            raise self._stamped(error) from None
+        return self.get_token_validator(found[0]), found[1]
 
     # -- the decorator and its friends ------------------------------------------
 
@@ -180,6 +250,7 @@ class ResourceProtector:
         scope: str | Iterable[str] | None = None,
         operator: Literal["AND", "OR"] | str | ScopeOperator = "AND",
         *,
+        scopes: str | Iterable[str] | None = None,
         optional: bool = False,
         **claims: Any,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
@@ -189,18 +260,20 @@ class ResourceProtector:
         scope: Any = None,
         operator: Any = "AND",
         *,
+        scopes: Any = None,
         optional: bool = False,
         **claims: Any,
     ) -> Any:
         """Decorate a view: ``@require_oauth('profile email', 'OR')``.
 
-        ``optional=True`` lets requests without credentials through with a falsy
-        ``current_token``; a bad token is still refused. ``groups=``, ``roles=``
-        and ``entitlements=`` require any one of the listed claim values.
+        ``scopes=`` is Authlib's name for ``scope``. ``optional=True`` lets
+        requests without credentials through with a falsy ``current_token``;
+        a bad token, or an unsupported scheme, is still refused. ``groups=``,
+        ``roles=`` and ``entitlements=`` require any one of the listed values.
         """
         if callable(scope) and not isinstance(scope, str | list | tuple):
             return self()(scope)  # bare @require_oauth
-        requirement = compile_requirement(scope, operator, claims)
+        requirement = compile_requirement(_one_scope(scope, scopes), operator, claims)
 
         def decorator(view: Callable[P, R]) -> Callable[P, R]:
             if inspect.iscoroutinefunction(view):
@@ -208,14 +281,20 @@ class ResourceProtector:
 
                 @functools.wraps(view)
                 async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                    self._authorize(requirement, optional)
+                    try:
+                        self._authorize(requirement, optional)
+                    except OAuth2Error as error:
+                        self.raise_error_response(error)
                     return await async_view(*args, **kwargs)
 
                 return async_wrapper  # type: ignore[return-value]
 
             @functools.wraps(view)
             def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-                self._authorize(requirement, optional)
+                try:
+                    self._authorize(requirement, optional)
+                except OAuth2Error as error:
+                    self.raise_error_response(error)
                 return view(*args, **kwargs)
 
             return wrapper
@@ -227,10 +306,19 @@ class ResourceProtector:
         self,
         scope: str | Iterable[str] | None = None,
         operator: str | ScopeOperator = "AND",
+        *,
+        scopes: str | Iterable[str] | None = None,
         **claims: Any,
     ) -> Iterator[Any]:
-        """``with require_oauth.acquire('profile') as token:`` inside a view."""
-        yield self.acquire_token(scope, operator, **claims)
+        """``with require_oauth.acquire('profile') as token:`` inside a view.
+
+        As in Authlib, an ``OAuth2Error`` raised here, by the authorization or
+        by the block itself, becomes its response.
+        """
+        try:
+            yield self.acquire_token(_one_scope(scope, scopes), operator, **claims)
+        except OAuth2Error as error:
+            self.raise_error_response(error)
 
     def acquire_token(
         self,
@@ -238,15 +326,33 @@ class ResourceProtector:
         operator: str | ScopeOperator = "AND",
         **claims: Any,
     ) -> Any:
-        """Authorize this request and return its token, re-attached if it is an ORM row."""
+        """Authorize this request and return its token, re-attached if it is an ORM row.
+
+        Raises the refusal, an ``OAuth2Error`` (Authlib's like-named class), so
+        ``except OAuth2Error`` and ``AuthorizationServer.handle_error_response``
+        work as with Authlib.
+        """
         self._authorize(compile_requirement(scopes, operator, claims), False)
         return _reattached() if g.get(_G_REATTACH) is not None else g.get(_G_TOKEN)
 
-    def raise_error_response(self, error: BearerGuardError) -> NoReturn:
-        """Turn a refusal into a response; override to customize."""
+    def validate_request(self, scopes: Any, request: Any, **kwargs: Any) -> Any:
+        """Authlib's method: authorize ``request`` for ``scopes`` and return its token.
+
+        ``request`` must describe the current Flask request (Authlib passes its
+        wrapper of it); its hooks receive it.
+        """
+        header = _request_now().headers.get("Authorization")
+        if request.headers.get("Authorization") != header:
+            raise ValueError("validate_request() checks the current Flask request only")
+        setattr(_g_now(), _G_OAUTH_REQUEST, request)
+        return self.acquire_token(scopes, **kwargs)
+
+    def raise_error_response(self, error: OAuth2Error) -> NoReturn:
+        """Turn a refusal into a response; override to customize (as in Authlib)."""
+        error = self._stamped(adopted(error))
         body = json.dumps(dict(error.get_body()))
         response = Response(body, status=error.status_code, mimetype="application/json")
-        for name, value in error.get_headers(self.realm):
+        for name, value in error.get_headers():
             response.headers[name] = value
         raise _HTTP_EXCEPTIONS.get(error.status_code, BearerGuardHTTPException)(error, response)
 
@@ -262,7 +368,7 @@ class ResourceProtector:
         finally:
             observe(time.perf_counter() - start)
 
-    def _check(self, requirement: Requirement, optional: bool) -> None:
+    def _check_plain(self, requirement: Requirement, optional: bool) -> None:
         try:
             info = self._cached() or self.authenticate()
         except MissingTokenError as error:
@@ -270,13 +376,14 @@ class ResourceProtector:
                 setattr(g, _G_TOKEN, None)
                 setattr(g, _G_REATTACH, None)
                 return
-            self._refuse(error)
+            self._refused(error)
+            raise
         except BearerGuardError as error:
-            self._refuse(error)
+            self._refused(error)
+            raise
         missing = requirement.missing(info)
         if missing is not None:
-            description = None if missing == "scope" else f"token lacks a required {missing} value"
-            self._refuse(InsufficientScopeError(description, scope=requirement.scope))
+            raise self._refused(requirement.refusal(missing))
         current = _g_now()  # one context lookup, not two
         setattr(current, _G_TOKEN, info.token)
         setattr(current, _G_REATTACH, info.reattach)
@@ -286,6 +393,50 @@ class ResourceProtector:
             # receivers get current_token, which re-attaches it as they read.
             token = info.token if info.reattach is None else current_token
             token_authenticated.send(self, token=token)
+
+    def _check_hooked(self, requirement: Requirement, optional: bool) -> None:
+        """:meth:`_check_plain` with the per-request hooks a validator overrides."""
+        info = self._found(optional)
+        if info is None:
+            return
+        token, reattach, policy = info.token, info.reattach, info.hooks
+        try:
+            if policy is None:
+                missing = requirement.missing(info)
+                if missing is not None:
+                    raise requirement.refusal(missing)
+            else:
+                if reattach is not None and policy.validate_token is not None:
+                    # The hook may read a lazy relationship: give it a live row.
+                    token, reattach = call_hook(reattach, token), None
+                policy.check(info, token, requirement, _oauth_request())
+        except BearerGuardError as error:
+            if isinstance(error, InsufficientScopeError) and error.scope is None:
+                error.scope = requirement.scope  # a hook's 403 names the scope too
+            self._refused(error)
+            raise
+        current = _g_now()
+        setattr(current, _G_TOKEN, token)
+        setattr(current, _G_REATTACH, reattach)
+        self._accepted.bump()
+        if token_authenticated.receivers:
+            # A detached ORM copy lacks its token columns: current_token re-attaches.
+            token_authenticated.send(self, token=token if reattach is None else current_token)
+
+    def _found(self, optional: bool) -> TokenInfo | None:
+        """This request's token, or None for an anonymous ``optional`` request."""
+        try:
+            return self._cached() or self.authenticate()
+        except MissingTokenError as error:
+            if optional:
+                setattr(g, _G_TOKEN, None)
+                setattr(g, _G_REATTACH, None)
+                return None
+            self._refused(error)
+            raise
+        except BearerGuardError as error:
+            self._refused(error)
+            raise
 
     def _cached(self) -> TokenInfo | None:
         """The common request, answered from the cache: a plain ``Bearer <token>``
@@ -317,16 +468,24 @@ class ResourceProtector:
 
     def authenticate(self) -> TokenInfo:
         """Find, validate and deny-list-check this request's token (no scope check)."""
+        if self._others:
+            header = _request_now().environ.get("HTTP_AUTHORIZATION") or ""
+            found = scheme_credentials(header, self._others, self.max_token_length)
+            if found is not None:
+                return self._authenticate_scheme(*found)
         token = self._token_from_request()
-        for check in self._request_checks:
-            if check(_request_now()):
-                raise InvalidRequestError()
+        if self._others and "bearer" not in self._schemes:
+            raise UnsupportedTokenTypeError()
+        if self._request_checks:
+            flask_request = _request_now()
+            for check in self._request_checks:
+                check(flask_request, _oauth_request)
         key = digest(token)
         cache = self.cache
         entry = cache.get(key) if cache is not None else None
         if entry is not None:
             info = entry.info
-            if info.expiry_check is not None and info.expiry_check():
+            if info.expiry_check is not None and call_hook(info.expiry_check):
                 cache.evict(key)  # type: ignore[union-attr]
                 raise TokenExpiredError()
         elif cache is not None:
@@ -343,6 +502,27 @@ class ResourceProtector:
             raise TokenExpiredError()
         if self.revocations.is_revoked(key, info, now):
             raise TokenRevokedError()
+        return info
+
+    def _authenticate_scheme(self, scheme: str, credentials: str) -> TokenInfo:
+        """A non-Bearer scheme (MAC, ...): its validators in order, never cached,
+        since such credentials are bound to the request they sign."""
+        validators = self._schemes[scheme]
+        try:
+            flask_request = _request_now()
+            for check in self._others[scheme]:
+                check(flask_request, _oauth_request)
+            info = self._first_valid(validators, credentials)
+            now = self.clock()
+            if info.expires_at is not None and now >= info.expires_at:
+                raise TokenExpiredError()
+            if info.expiry_check is not None and call_hook(info.expiry_check):
+                raise TokenExpiredError()
+            if self.revocations.is_revoked(digest(credentials), info, now):
+                raise TokenRevokedError()
+        except BearerGuardError as error:
+            self._stamped(error, validators[0])
+            raise
         return info
 
     def _token_from_request(self) -> str:
@@ -381,35 +561,65 @@ class ResourceProtector:
             payload = jws[1]
             issuer = payload.get("iss") if payload is not None else None
             entry = self._jws_entry.get(issuer) if isinstance(issuer, str) else None
-            if entry is None:
+            if entry is None or not isinstance(issuer, str):
                 raise InvalidTokenError("untrusted issuer" if payload else "malformed token")
-            info = entry(token, jws[0], payload)
+            # Behind the guard: a validator may call user code (get_jwks, claims_check).
+            info = call_hook(entry, token, jws[0], payload)
             if info.revocation_key is None:  # a JWT validator of the user's own
                 info = dataclasses.replace(info, revocation_key=_signed_content_key(token))
-            return info
+            return self._with_policy(info, self._jwt[issuer]) if self._policies else info
+        return self._first_valid(self._opaque, token)
+
+    def _first_valid(self, validators: list[TokenValidator], token: str) -> TokenInfo:
+        """The first answer of ``validators`` that knows ``token``."""
         unavailable: ValidatorUnavailableError | None = None
-        for validator in self._opaque:
+        for validator in validators:
             try:
-                return validator.validate(token)
+                info = call_hook(validator.validate, token)
             except UnknownTokenError:
                 continue
             except ValidatorUnavailableError as error:
                 unavailable = error
+                continue
+            return self._with_policy(info, validator) if self._policies else info
         if unavailable is not None:
             raise unavailable
-        if not self._opaque and not self._jwt:
+        if not self._schemes:
             throttled("no-validators", "ResourceProtector has no validator registered")
         raise UnknownTokenError()
 
-    def _refuse(self, error: BearerGuardError) -> NoReturn:
-        # A refusal goes out with no exception chain: a hook's error raised
-        # "from" a driver's (whose text quotes the SQL parameters, the token
-        # among them) would reach any handler that logs with exc_info.
+    def _with_policy(self, info: TokenInfo, validator: TokenValidator) -> TokenInfo:
+        policy = self._policies.get(id(validator))
+        return info if policy is None else dataclasses.replace(info, hooks=policy)
+
+    def _refused(self, error: BearerGuardError) -> BearerGuardError:
+        """Count and log a refusal, and give it its challenge attributes."""
+        # No exception chain goes out with it: a hook's refusal raised while
+        # handling a driver's error (whose text quotes the token) carries it.
         error.__cause__ = error.__context__ = None
+        outcome = "missing_token" if isinstance(error, MissingTokenError) else error.error
         with self._outcomes_lock:
-            self._outcomes[error.error or "missing_token"] += 1
-        logger.debug("refused: %s %s", error.status_code, error.description)
-        self.raise_error_response(error)
+            self._outcomes[outcome or "refused"] += 1
+        # The rendered description: a hook's own text may hold CR/LF (log injection).
+        logger.debug("refused: %s %s", error.status_code, error.get_error_description())
+        return self._stamped(error)
+
+    def _stamped(
+        self, error: BearerGuardError, validator: TokenValidator | None = None
+    ) -> BearerGuardError:
+        """``error`` with the realm and extra attributes of ``validator`` (default:
+        the first registered, as Authlib's ``_default_realm``), else this
+        protector's realm; what an error already carries is kept."""
+        if validator is None:
+            bearer = self._schemes.get("bearer") or self.validators
+            validator = bearer[0] if bearer else None
+        realm = getattr(validator, "realm", None)
+        if error.realm is None:
+            error.realm = realm if realm is not None else self.realm
+        extra = getattr(validator, "extra_attributes", None)
+        if extra and not error.extra_attributes:
+            error.extra_attributes = extra
+        return error
 
     # -- revocation ---------------------------------------------------------------
 
@@ -556,6 +766,25 @@ def _jws_entry(validator: TokenValidator) -> Callable[[str, Any, Any], TokenInfo
     if issubclass(jws_owner, validate_owner):
         return validator.validate_jws
     return lambda token, _header, _claims: validator.validate(token)
+
+
+def _one_scope(scope: Any, scopes: Any) -> Any:
+    """``scope`` (bearerguard's, positional) or ``scopes=`` (Authlib's keyword)."""
+    if scopes is None:
+        return scope
+    if scope is not None:
+        raise TypeError("pass scope or scopes=, not both")
+    return scopes
+
+
+def _oauth_request() -> Any:
+    """Authlib's wrapper of this request, for Authlib 1.x hooks: one per request."""
+    current = _g_now()
+    wrapped = getattr(current, _G_OAUTH_REQUEST, None)
+    if wrapped is None:
+        wrapped = FlaskJsonRequest(_request_now())
+        setattr(current, _G_OAUTH_REQUEST, wrapped)
+    return wrapped
 
 
 def _current() -> Any:

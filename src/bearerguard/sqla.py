@@ -84,7 +84,12 @@ def prepare_cached_row(
         return session.merge(copy, load=False)
 
     secrets = {validator.token_attribute, *_TOKEN_COLUMNS}
-    return dataclasses.replace(info, token=_detached_copy(row, secrets), reattach=reattach)
+    copy = _detached_copy(row, secrets)
+    check = info.expiry_check
+    if check is not None and getattr(check, "__self__", None) is row:
+        # A hit asks the cached copy, never the row of the request that cached it.
+        check = getattr(copy, check.__name__)
+    return dataclasses.replace(info, token=copy, reattach=reattach, expiry_check=check)
 
 
 def _authorization_claims(row: Any) -> Mapping[str, tuple[str, ...]] | None:

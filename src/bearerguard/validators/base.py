@@ -11,16 +11,23 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from ..errors import InsufficientScopeError
+
+if TYPE_CHECKING:
+    from .._hooks import Policy
 
 __all__ = [
     "TokenInfo",
     "TokenValidator",
     "describe_token",
     "number_or_none",
+    "scope_text",
     "scopes_of",
     "text_or_none",
+    "unexpired",
 ]
 
 
@@ -50,6 +57,9 @@ class TokenInfo:
     #: digest of what is signed, which every spelling of its signature shares
     #: (see ``bearerguard._credentials.signed_content_digest``).
     revocation_key: bytes | None = None
+    #: The per-request hooks its validator's subclass overrides; None (the
+    #: usual case) costs a cache hit nothing.
+    hooks: Policy | None = None
 
 
 class TokenValidator:
@@ -58,6 +68,11 @@ class TokenValidator:
     ``kind`` says which tokens the protector sends here: ``"jwt"`` validators get
     JWS compact tokens (chosen by their ``issuer``), ``"opaque"`` validators get
     everything else. Subclasses implement :meth:`validate`.
+
+    ``TOKEN_TYPE`` is the ``Authorization`` scheme served, as in Authlib.
+    Authlib 1.x's per-request hooks :meth:`validate_request`,
+    :meth:`validate_token` and :meth:`scope_insufficient` are honoured when a
+    subclass overrides them, on every request, cached or not.
     """
 
     TOKEN_TYPE: ClassVar[str] = "bearer"
@@ -88,6 +103,37 @@ class TokenValidator:
     def peek_expiry(self, token_string: str) -> float | None:
         """The token's expiry if it can be read without a backend call (for revoke)."""
         return None
+
+    # -- Authlib 1.x hooks; only an override costs anything per request ----------
+
+    def validate_request(self, request: Any) -> None:
+        """Raise an ``OAuth2Error`` to refuse ``request`` before its token is
+        looked up (Authlib's hook; ``request`` is Authlib's request wrapper)."""
+
+    def validate_token(self, token: Any, scopes: Any, request: Any) -> None:
+        """Raise an ``OAuth2Error`` to refuse a token bearerguard found valid.
+
+        Called with Authlib's arguments: ``scopes`` is the list of acceptable
+        scope strings (``["profile email"]``; None when the view needs none),
+        plus, as keywords, the view's ``groups=``/``roles=``/``entitlements=``
+        when it names any (so an override for such views takes them). An
+        override decides the scope check, as in Authlib; this default asks
+        :meth:`scope_insufficient`.
+        """
+        if self.scope_insufficient(scope_text(token), scopes):
+            raise InsufficientScopeError()
+
+    @staticmethod
+    def scope_insufficient(token_scopes: Any, required_scopes: Any) -> bool:
+        """True when the token's scopes satisfy none of ``required_scopes``
+        (Authlib's rule: each entry is a space-separated set; any one suffices)."""
+        if not required_scopes:
+            return False
+        granted = scopes_of(token_scopes)
+        if not granted:
+            return True
+        wanted = [required_scopes] if isinstance(required_scopes, str) else required_scopes
+        return not any(scopes_of(entry) <= granted for entry in wanted)
 
 
 def scopes_of(value: Any) -> frozenset[str]:
@@ -126,6 +172,24 @@ def number_or_none(value: Any) -> float | None:
 
 def text_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def scope_text(token: Any) -> str:
+    """A token's scopes as one string, as Authlib's hooks receive them."""
+    if isinstance(token, Mapping):
+        value = token.get("scope") or token.get("scp")
+    else:
+        get_scope = getattr(token, "get_scope", None)
+        value = get_scope() if callable(get_scope) else getattr(token, "scope", None)
+    return value if isinstance(value, str) else " ".join(sorted(scopes_of(value)))
+
+
+def _user_defined(token: Any, name: str) -> bool:
+    """True when ``name`` comes from the user's model, not from Authlib's
+    mixins (whose ``is_expired`` only restates ``issued_at + expires_in``)."""
+    function = getattr(type(token), name, None)
+    module = getattr(function, "__module__", None) or ""
+    return callable(function) and not module.startswith("authlib.")
 
 
 def _object_expiry(token: Any) -> tuple[float | None, Callable[[], bool] | None]:
@@ -184,3 +248,22 @@ def is_expired(info: TokenInfo, now: float | None = None) -> bool:
     if info.expires_at is not None:
         return (time.time() if now is None else now) >= info.expires_at
     return bool(info.expiry_check and info.expiry_check())
+
+
+def unexpired(info: TokenInfo, now: float) -> TokenInfo | None:
+    """``info`` if the token is live at ``now``, else None.
+
+    A model's own ``is_expired()`` decides, as in Authlib (whose validator
+    asks only that), over ``get_expires_at()`` or ``issued_at + expires_in``.
+    It is asked when the token is validated; the cache keeps the entry no
+    longer than the stated expiry, or, when the model's rule outlives it (a
+    grace period), asks ``is_expired()`` again on every hit.
+    """
+    token = info.token
+    if not _user_defined(token, "is_expired"):
+        return None if is_expired(info, now) else info
+    if token.is_expired():
+        return None
+    if info.expires_at is not None and now >= info.expires_at:
+        return replace(info, expires_at=None, expiry_check=token.is_expired)
+    return info

@@ -1,8 +1,9 @@
 """The Authlib-compatible validator for opaque tokens looked up in a store.
 
 Code written for Authlib's ``BearerTokenValidator`` ports by changing the
-import: the hooks ``authenticate_token``, ``request_invalid`` and
-``token_revoked`` keep their meaning.
+import: Authlib 1.x's hooks (``authenticate_token``, ``validate_request``,
+``validate_token``, ``scope_insufficient``) and the seed's
+(``request_invalid``, ``token_revoked``) keep their meaning.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
+from .._hooks import call_hook
 from .._log import logger, throttled
 from ..errors import (
-    BearerGuardError,
+    InsufficientScopeError,
     TokenExpiredError,
     TokenRevokedError,
     UnknownTokenError,
-    ValidatorUnavailableError,
 )
-from .base import TokenInfo, TokenValidator, describe_token, is_expired
+from .base import TokenInfo, TokenValidator, describe_token, scope_text, unexpired
 
 __all__ = ["BearerTokenValidator"]
 
@@ -74,31 +75,39 @@ class BearerTokenValidator(TokenValidator):
         self._protector = protector
         self.clock = protector.clock
 
-    def validate(self, token_string: str) -> TokenInfo:
-        try:
-            return self._lookup(token_string)
-        except BearerGuardError:
-            raise
-        except Exception as exc:  # the database, or a hook of the user's
-            self.backend_failed(exc)
-        # Raised outside the handler, so the 503 has no __cause__ and no
-        # __context__: a driver's error quotes the SQL parameters, the token
-        # among them, and a handler logging with exc_info prints both.
-        raise ValidatorUnavailableError()
-
-    def _lookup(self, token_string: str) -> TokenInfo:
-        token = self.authenticate_token(token_string)
-        if not token or not self.token_matches(token, token_string):
+    def validate_token(self, token: Any, scopes: Any, request: Any) -> None:
+        """Authlib's checks, for an override that calls ``super()``: a token was
+        found, it is not expired (its ``is_expired()`` if the model has one) nor
+        revoked, and :meth:`scope_insufficient` is satisfied."""
+        if not token:
             raise UnknownTokenError()
-        info = describe_token(token)
-        if is_expired(info, self.clock()):
+        if unexpired(describe_token(token), self.clock()) is None:
             raise TokenExpiredError()
         if self.token_revoked(token):
+            raise TokenRevokedError()
+        if self.scope_insufficient(scope_text(token), scopes):
+            raise InsufficientScopeError()
+
+    def validate(self, token_string: str) -> TokenInfo:
+        # Every hook behind the one guard: a refusal it raises is its answer,
+        # anything else a 503 (with the session rolled back).
+        token = call_hook(self.authenticate_token, token_string, on_failure=self.backend_failed)
+        if not token or not call_hook(self.token_matches, token, token_string):
+            raise UnknownTokenError()
+        live = call_hook(unexpired, call_hook(describe_token, token), self.clock())
+        if live is None:
+            raise TokenExpiredError()
+        info = live
+        if call_hook(self.token_revoked, token, on_failure=self.backend_failed):
             raise TokenRevokedError()
         if hasattr(type(token), "__mapper__"):
             from .. import sqla  # only reached when SQLAlchemy is installed
 
-            info = sqla.prepare_cached_row(self, info, getattr(self, "_protector", None))
+            # Reads the row's roles/groups/entitlements: model code, so behind the guard.
+            protector = getattr(self, "_protector", None)
+            info = call_hook(
+                sqla.prepare_cached_row, self, info, protector, on_failure=self.backend_failed
+            )
         return info
 
     def token_matches(self, token: Any, token_string: str) -> bool:
