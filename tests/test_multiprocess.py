@@ -103,6 +103,9 @@ def gunicorn(tmp_path: Path, redis_url: str, *, preload: bool) -> Iterator[Gunic
     env.update(
         BEARERGUARD_DEMO_DB=db,
         BEARERGUARD_REDIS_URL=redis_url,
+        # Pub/sub channels are global to a Redis server: one of this test's own,
+        # so another test run on the same server cannot be heard here.
+        BEARERGUARD_REDIS_CHANNEL=f"bg-mp-{uuid.uuid4().hex[:8]}",
         BEARERGUARD_DEMO_TOKENS="4",
         BEARERGUARD_DEMO_KEY=str(tmp_path / "demo-key.pem"),
         BEARERGUARD_DEMO_ADMIN_TOKEN=ADMIN,

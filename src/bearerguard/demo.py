@@ -20,6 +20,9 @@ the environment:
 * ``BEARERGUARD_DEMO_KEY`` — the issuer's key file (default: in the private directory);
 * ``BEARERGUARD_DEMO_ADMIN_TOKEN`` — the admin token (default: a random one, printed);
 * ``BEARERGUARD_REDIS_URL`` — share revocations through Redis;
+* ``BEARERGUARD_REDIS_CHANNEL`` — their pub/sub channel and key prefix (default
+  ``bearerguard:revocations``, ``bearerguard:``): apps that share one Redis but
+  not their revocations each need their own;
 * ``BEARERGUARD_DEMO_TOKENS`` — also seed ``load-0000`` ... tokens (scope "profile email").
 """
 
@@ -281,7 +284,12 @@ def create_app(
     if redis_url:
         from .redis import RedisRevocationStore
 
-        revocations = RedisRevocationStore(redis_url)
+        channel = os.environ.get("BEARERGUARD_REDIS_CHANNEL")
+        revocations = (
+            RedisRevocationStore(redis_url, channel=channel, key_prefix=f"{channel}:")
+            if channel
+            else RedisRevocationStore(redis_url)
+        )
     require_oauth = ResourceProtector(realm="bearerguard-demo", revocations=revocations)
     require_oauth.register_token_validator(create_bearer_token_validator(session, Token)())
     require_oauth.register_token_validator(

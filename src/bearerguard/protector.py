@@ -69,8 +69,11 @@ _DEFAULT: Any = object()
 _request_now: Callable[[], Any] = request._get_current_object  # type: ignore[attr-defined]
 _g_now: Callable[[], Any] = g._get_current_object
 #: Authlib's name, so code reading ``g.authlib_server_oauth2_token`` keeps working.
+#: Where Authlib keeps the request's token, which ported code may read from g.
 _G_TOKEN = "authlib_server_oauth2_token"
 _G_REATTACH = "_bearerguard_reattach"
+#: A cached ORM row's detached copy, while it waits to be re-attached.
+_G_COPY = "_bearerguard_copy"
 _G_OAUTH_REQUEST = "_bearerguard_oauth_request"
 #: Methods Authlib's protector calls on itself, which bearerguard's hot path does not.
 _NOT_OVERRIDABLE = ("validate_request", "get_token_validator", "parse_request_authorization")
@@ -385,8 +388,11 @@ class ResourceProtector:
         if missing is not None:
             raise self._refused(requirement.refusal(missing))
         current = _g_now()  # one context lookup, not two
-        setattr(current, _G_TOKEN, info.token)
-        setattr(current, _G_REATTACH, info.reattach)
+        if info.reattach is None:
+            setattr(current, _G_TOKEN, info.token)
+            setattr(current, _G_REATTACH, None)
+        else:
+            _publish_detached(current, info.token, info.reattach)
         self._accepted.bump()
         if token_authenticated.receivers:
             # A cached ORM row is a detached copy without its token columns:
@@ -416,8 +422,11 @@ class ResourceProtector:
             self._refused(error)
             raise
         current = _g_now()
-        setattr(current, _G_TOKEN, token)
-        setattr(current, _G_REATTACH, reattach)
+        if reattach is None:
+            setattr(current, _G_TOKEN, token)
+            setattr(current, _G_REATTACH, None)
+        else:
+            _publish_detached(current, token, reattach)
         self._accepted.bump()
         if token_authenticated.receivers:
             # A detached ORM copy lacks its token columns: current_token re-attaches.
@@ -788,7 +797,21 @@ def _oauth_request() -> Any:
 
 
 def _current() -> Any:
+    if g.get(_G_REATTACH) is not None:
+        return g.get(_G_COPY)
     return g.get(_G_TOKEN)
+
+
+def _publish_detached(current: Any, copy: Any, reattach: Callable[[Any], Any]) -> None:
+    """Put a cached ORM row's detached copy on ``g``, to be re-attached on demand.
+
+    ``g.authlib_server_oauth2_token`` is then :data:`current_token` itself, so
+    code that reads it there (as Authlib's does) re-attaches the row too when
+    it reads something the copy lacks (a relationship, the token columns).
+    """
+    setattr(current, _G_COPY, copy)
+    setattr(current, _G_TOKEN, current_token)
+    setattr(current, _G_REATTACH, reattach)
 
 
 class _CurrentToken(LocalProxy):  # type: ignore[type-arg]
@@ -800,11 +823,10 @@ class _CurrentToken(LocalProxy):  # type: ignore[type-arg]
     """
 
     def __getattr__(self, name: str) -> Any:
-        token = g.get(_G_TOKEN)
         if g.get(_G_REATTACH) is None:
-            return getattr(token, name)
+            return getattr(g.get(_G_TOKEN), name)
         try:
-            return getattr(token, name)
+            return getattr(g.get(_G_COPY), name)
         except Exception as exc:
             if type(exc).__name__ != "DetachedInstanceError":
                 raise
@@ -818,9 +840,10 @@ class _CurrentToken(LocalProxy):  # type: ignore[type-arg]
 
 
 def _reattached() -> Any:
-    token = g.get(_G_REATTACH)(g.get(_G_TOKEN))
+    token = g.get(_G_REATTACH)(g.get(_G_COPY))
     setattr(g, _G_TOKEN, token)
     setattr(g, _G_REATTACH, None)
+    setattr(g, _G_COPY, None)
     return token
 
 
