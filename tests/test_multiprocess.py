@@ -49,6 +49,8 @@ def _free_port() -> int:
 class Gunicorn:
     port: int
     log: Path
+    #: The channel, and key prefix, of this server's revocations in Redis.
+    channel: str
     pids: set[int] = field(default_factory=set)
 
     def request(
@@ -99,13 +101,14 @@ class Gunicorn:
 @contextmanager
 def gunicorn(tmp_path: Path, redis_url: str, *, preload: bool) -> Iterator[Gunicorn]:
     db = f"sqlite:///{tmp_path / 'demo.db'}"
+    # Pub/sub channels are global to a Redis server: one of this test's own,
+    # so another test run on the same server cannot be heard here.
+    channel = f"bg-mp-{uuid.uuid4().hex[:8]}"
     env = dict(os.environ)
     env.update(
         BEARERGUARD_DEMO_DB=db,
         BEARERGUARD_REDIS_URL=redis_url,
-        # Pub/sub channels are global to a Redis server: one of this test's own,
-        # so another test run on the same server cannot be heard here.
-        BEARERGUARD_REDIS_CHANNEL=f"bg-mp-{uuid.uuid4().hex[:8]}",
+        BEARERGUARD_REDIS_CHANNEL=channel,
         BEARERGUARD_DEMO_TOKENS="4",
         BEARERGUARD_DEMO_KEY=str(tmp_path / "demo-key.pem"),
         BEARERGUARD_DEMO_ADMIN_TOKEN=ADMIN,
@@ -131,7 +134,7 @@ def gunicorn(tmp_path: Path, redis_url: str, *, preload: bool) -> Iterator[Gunic
     ]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
-    server = Gunicorn(port, log)
+    server = Gunicorn(port, log, channel)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -264,5 +267,5 @@ def test_a_revocation_made_while_redis_is_cut_off_is_enforced_after_reconnect(
         _refused_everywhere(token, server, deadline=restored + 15)
         statuses = {server.get(token) for _ in range(40)}
         assert statuses == {401}
-        entries = admin.zrange("bearerguard:token", 0, -1)
+        entries = admin.zrange(f"{server.channel}:token", 0, -1)
         assert len(entries) == 1, "the queued revocation reached Redis"
