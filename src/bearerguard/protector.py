@@ -12,7 +12,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
+from typing import Any, Literal, NoReturn, ParamSpec, TypeVar, overload
 
 from authlib.integrations.flask_oauth2.requests import FlaskJsonRequest
 from authlib.integrations.flask_oauth2.signals import token_authenticated
@@ -29,6 +29,7 @@ from werkzeug.local import LocalProxy
 
 from .cache import TokenCache
 from .core.credentials import Credentials
+from .core.front import GuardSetting, one_scope
 from .core.guard import _DEFAULT, Guard, GuardStats
 from .core.hooks import adopted
 from .core.requirements import Requirement, ScopeOperator, compile_requirement
@@ -40,7 +41,6 @@ __all__ = ["BearerGuardHTTPException", "ResourceProtector", "current_token", "to
 
 P = ParamSpec("P")
 R = TypeVar("R")
-T = TypeVar("T")
 # The objects behind Flask's proxies, bound once: ``request.environ`` through
 # the proxy costs about 1.1 us, through its documented _get_current_object
 # about 0.3 us, and a cache hit has about 10 us in all.
@@ -74,28 +74,6 @@ _HTTP_EXCEPTIONS: dict[int, type[BearerGuardHTTPException]] = {
     for base in (BadRequest, Unauthorized, Forbidden, ServiceUnavailable)
     if base.code is not None
 }
-
-
-class _Guarded(Generic[T]):
-    """An attribute of the protector's :class:`Guard`, read and written through it."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    @overload
-    def __get__(self, protector: None, owner: type) -> _Guarded[T]: ...
-
-    @overload
-    def __get__(self, protector: ResourceProtector, owner: type) -> T: ...
-
-    def __get__(self, protector: ResourceProtector | None, owner: type) -> T | _Guarded[T]:
-        if protector is None:
-            return self
-        value: T = getattr(protector.guard, self.name)
-        return value
-
-    def __set__(self, protector: ResourceProtector, value: T) -> None:
-        setattr(protector.guard, self.name, value)
 
 
 class ResourceProtector:
@@ -163,15 +141,15 @@ class ResourceProtector:
 
     # -- the guard's settings and counters, read and written through it ----------
 
-    realm: _Guarded[str | None] = _Guarded()
-    clock: _Guarded[Callable[[], float]] = _Guarded()
-    cache: _Guarded[TokenCache | None] = _Guarded()
-    revocations: _Guarded[RevocationStore] = _Guarded()
-    allow_form_token: _Guarded[bool] = _Guarded()
-    allow_query_token: _Guarded[bool] = _Guarded()
-    max_token_length: _Guarded[int] = _Guarded()
+    realm: GuardSetting[str | None] = GuardSetting()
+    clock: GuardSetting[Callable[[], float]] = GuardSetting()
+    cache: GuardSetting[TokenCache | None] = GuardSetting()
+    revocations: GuardSetting[RevocationStore] = GuardSetting()
+    allow_form_token: GuardSetting[bool] = GuardSetting()
+    allow_query_token: GuardSetting[bool] = GuardSetting()
+    max_token_length: GuardSetting[int] = GuardSetting()
     #: Called with each authorization's duration in seconds (metrics).
-    observe_latency: _Guarded[Callable[[float], None] | None] = _Guarded()
+    observe_latency: GuardSetting[Callable[[float], None] | None] = GuardSetting()
 
     @property
     def validators(self) -> list[TokenValidator]:
@@ -274,7 +252,7 @@ class ResourceProtector:
         """
         if callable(scope) and not isinstance(scope, str | list | tuple):
             return self()(scope)  # bare @require_oauth
-        requirement = compile_requirement(_one_scope(scope, scopes), operator, claims)
+        requirement = compile_requirement(one_scope(scope, scopes), operator, claims)
         return functools.partial(self._decorate, requirement, optional)
 
     def _decorate(
@@ -319,7 +297,7 @@ class ResourceProtector:
         by the block itself, becomes its response.
         """
         try:
-            yield self.acquire_token(_one_scope(scope, scopes), operator, **claims)
+            yield self.acquire_token(one_scope(scope, scopes), operator, **claims)
         except OAuth2Error as error:
             self.raise_error_response(error)
 
@@ -395,17 +373,6 @@ class ResourceProtector:
             request=flask_request,
             hook_request=_oauth_request,
         )
-
-
-def _one_scope(
-    scope: str | Iterable[str] | None, scopes: str | Iterable[str] | None
-) -> str | Iterable[str] | None:
-    """``scope`` (bearerguard's, positional) or ``scopes=`` (Authlib's keyword)."""
-    if scopes is None:
-        return scope
-    if scope is not None:
-        raise TypeError("pass scope or scopes=, not both")
-    return scopes
 
 
 def _oauth_request() -> FlaskJsonRequest:
