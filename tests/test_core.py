@@ -163,3 +163,26 @@ def test_a_token_is_read_from_one_place_only() -> None:
         read(authorization="Bearer a", query={"access_token": ["q"]})
     with pytest.raises(InvalidRequestError, match="more than one place"):
         read(authorization=None, query={"access_token": ["q", "r"]})
+
+
+def test_a_cached_token_with_hooks_is_decided_by_them_on_a_hit(clock: FakeClock) -> None:
+    """``validate_token`` runs on every request, cached or not; ``try_cached``
+    runs it when given what the hook receives as its request, else defers."""
+    seen: list[Any] = []
+
+    class Hooked(DictTokens):
+        def validate_token(self, token: Any, scopes: Any, request: Any) -> None:
+            seen.append(request)
+            if request == "banned":
+                raise InvalidRequestError("banned client")
+
+    guard = Guard(clock=clock)
+    guard.register_token_validator(Hooked({"tok": {"scope": "profile", "exp": clock() + 60}}))
+    assert guard.authorize(Credentials("Bearer tok", request="first"), PROFILE) is not None
+
+    assert guard.try_cached("Bearer tok", PROFILE) is None  # the hook needs its request
+    assert guard.try_cached("Bearer tok", PROFILE, lambda: "ok") is not None
+    with pytest.raises(InvalidRequestError, match="banned client"):
+        guard.try_cached("Bearer tok", PROFILE, lambda: "banned")
+    assert seen == ["first", "ok", "banned"]
+    assert guard.stats()["validations"] == {"accepted": 2, "refused": {"invalid_request": 1}}

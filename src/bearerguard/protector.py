@@ -334,7 +334,8 @@ class ResourceProtector:
 
     def _check(self, requirement: Requirement, optional: bool) -> None:
         guard = self.guard
-        info = guard.try_cached(_request_now().environ.get("HTTP_AUTHORIZATION"), requirement)
+        header = _request_now().environ.get("HTTP_AUTHORIZATION")
+        info = guard.try_cached(header, requirement, _oauth_request)
         if info is None:
             info = guard.authorize(self._credentials(), requirement, optional)
         current = _g_now()  # one context lookup, not two

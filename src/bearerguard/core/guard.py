@@ -37,7 +37,7 @@ from ..errors import (
 from ..revocation import RevocationStore
 from ..validators.base import TokenValidator
 from .credentials import Credentials, digest, parse_authorization, token_of
-from .hooks import Policy, adopted, call_hook
+from .hooks import adopted, call_hook
 from .requirements import Requirement
 from .revoking import Revoking
 from .routing import Router, scheme_credentials
@@ -129,11 +129,20 @@ class Guard(Revoking):
 
     # -- the hot path -----------------------------------------------------------
 
-    def try_cached(self, authorization: str | None, requirement: Requirement) -> TokenInfo | None:
+    def try_cached(
+        self,
+        authorization: str | None,
+        requirement: Requirement,
+        hook_request: Callable[[], Any] | None = None,
+    ) -> TokenInfo | None:
         """The common request, answered from the cache: a plain ``Bearer <token>``
         header whose token is cached, live, not revoked, and has what
         ``requirement`` asks (else the counted 403 is raised). None: not
-        decided here (a miss, a hook to run): call :meth:`authorize`.
+        decided here (a miss): call :meth:`authorize`.
+
+        ``hook_request`` builds what the validator's ``validate_token`` hook
+        gets as its request (see ``Credentials.hook_request``); without it, a
+        token whose validator has per-request hooks is left to :meth:`authorize`.
 
         The token's syntax is not checked here: only tokens that passed
         ``parse_authorization`` are ever cached, so a digest found in the cache
@@ -154,11 +163,13 @@ class Guard(Revoking):
         if entry is None:
             return None
         info = entry.info
-        if info.expiry_check is not None or info.hooks is not None:
+        if info.expiry_check is not None or (info.hooks is not None and hook_request is None):
             return None
         if self.revocations.is_revoked(key, info, now):
             return None
         cache.hits.bump()
+        if info.hooks is not None:
+            return self._admit(info, requirement, hook_request)  # type: ignore[arg-type]
         missing = requirement.missing(info)
         if missing is not None:
             raise self._refused(requirement.refusal(missing))
@@ -184,6 +195,14 @@ class Guard(Revoking):
             raise self._refused(error) from None
         except BearerGuardError as error:
             raise self._refused(error) from None
+        return self._admit(info, requirement, credentials.oauth_request)
+
+    def _admit(
+        self, info: TokenInfo, requirement: Requirement, hook_request: Callable[[], Any]
+    ) -> TokenInfo:
+        """Hold a found token to ``requirement`` and its validator's hooks, and
+        count it; ``info`` with a live token if ``validate_token`` needed one
+        (it may read a lazy relationship)."""
         policy = info.hooks
         try:
             if policy is None:
@@ -191,24 +210,16 @@ class Guard(Revoking):
                 if missing is not None:
                     raise requirement.refusal(missing)
             else:
-                info = self._hooked(info, policy, requirement, credentials)
+                token, reattach = info.token, info.reattach
+                if reattach is not None and policy.validate_token is not None:
+                    token = call_hook(reattach, token)
+                    info = dataclasses.replace(info, token=token, reattach=None)
+                policy.check(info, token, requirement, hook_request())
         except BearerGuardError as error:
             if isinstance(error, InsufficientScopeError) and error.scope is None:
                 error.scope = requirement.scope  # a hook's 403 names the scope too
             raise self._refused(error) from None
         self._accepted.bump()
-        return info
-
-    def _hooked(
-        self, info: TokenInfo, policy: Policy, requirement: Requirement, credentials: Credentials
-    ) -> TokenInfo:
-        """Run the validator's per-request hooks; ``info`` with a live token if
-        ``validate_token`` needed one (it may read a lazy relationship)."""
-        token, reattach = info.token, info.reattach
-        if reattach is not None and policy.validate_token is not None:
-            token = call_hook(reattach, token)
-            info = dataclasses.replace(info, token=token, reattach=None)
-        policy.check(info, token, requirement, credentials.oauth_request())
         return info
 
     def authenticate(self, credentials: Credentials) -> TokenInfo:
