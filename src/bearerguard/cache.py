@@ -258,6 +258,10 @@ class TokenCache:
                 self.misses.bump()
         if not leader:
             return self._wait(flight)
+        return self._lead(key, flight, loader)
+
+    def _lead(self, key: bytes, flight: _Flight, loader: Callable[[], TokenInfo]) -> TokenInfo:
+        """Run the one validation of ``key``, hand it to the waiters, cache it."""
         try:
             flight.info = info = loader()
         except BaseException as exc:

@@ -135,18 +135,15 @@ class Guard(Revoking):
         requirement: Requirement,
         hook_request: Callable[[], Any] | None = None,
     ) -> TokenInfo | None:
-        """The common request, answered from the cache: a plain ``Bearer <token>``
-        header whose token is cached, live, not revoked, and has what
-        ``requirement`` asks (else the counted 403 is raised). None: not
-        decided here (a miss): call :meth:`authorize`.
+        """The common request, from the cache: a ``Bearer <token>`` header whose
+        token is cached, live, unrevoked and has what ``requirement`` asks
+        (else the counted 403 is raised). None: call :meth:`authorize`.
 
-        ``hook_request`` builds what the validator's ``validate_token`` hook
-        gets as its request (see ``Credentials.hook_request``); without it, a
-        token whose validator has per-request hooks is left to :meth:`authorize`.
-
-        The token's syntax is not checked here: only tokens that passed
-        ``parse_authorization`` are ever cached, so a digest found in the cache
-        is one of those. That check is the hit's largest cost for a JWT.
+        ``hook_request`` builds what a ``validate_token`` hook gets as its
+        request (``Credentials.hook_request``); without it, a token with
+        per-request hooks is left to :meth:`authorize`. No syntax check: only
+        tokens that passed ``parse_authorization`` are cached (for a JWT, that
+        check would be the hit's largest cost).
         """
         cache = self.cache
         if cache is None or self._request_checks or self.allow_query_token or self.allow_form_token:
