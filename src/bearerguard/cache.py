@@ -39,7 +39,7 @@ from .core.stats import CacheStats
 from .core.tokeninfo import TokenInfo
 from .errors import BearerGuardError, InvalidTokenError, ValidatorUnavailableError
 
-__all__ = ["CacheEntry", "TokenCache"]
+__all__ = ["AtomicCounter", "CacheEntry", "TokenCache"]
 
 
 class CacheEntry:
@@ -52,7 +52,7 @@ class CacheEntry:
         self.deadline = deadline
 
 
-class _Counter:
+class AtomicCounter:
     """A counter safe to bump from many threads without a lock.
 
     ``next()`` on an ``itertools.count`` is a single C call, so the GIL makes it
@@ -177,8 +177,8 @@ class TokenCache:
         self._index: dict[bytes, CacheEntry] = {}
         self._lock = threading.Lock()
         self._flights: dict[bytes, _Flight] = {}
-        self.hits, self.misses, self.negative_hits = _Counter(), _Counter(), _Counter()
-        self.evictions, self.waits = _Counter(), _Counter()
+        self.hits, self.misses = AtomicCounter(), AtomicCounter()
+        self.negative_hits, self.evictions, self.waits = (AtomicCounter() for _ in range(3))
         self._store = _Store(self, maxsize, clock)
         self._negative: TTLCache[bytes, tuple[type[BearerGuardError], str]] = TTLCache(
             negative_maxsize, max(negative_ttl, 1e-9), timer=clock

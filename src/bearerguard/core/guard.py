@@ -24,7 +24,7 @@ from typing import Any
 from authlib.oauth2 import OAuth2Error
 
 from .._log import logger
-from ..cache import TokenCache, _Counter
+from ..cache import AtomicCounter, TokenCache
 from ..errors import (
     BearerGuardError,
     InsufficientScopeError,
@@ -82,7 +82,7 @@ class Guard(Revoking):
         self._others = self.router.others
         self._outcomes: Counter[str] = Counter()
         self._outcomes_lock = threading.Lock()
-        self._accepted = _Counter()
+        self._accepted = AtomicCounter()
         #: Called with each authorization's duration in seconds (metrics); None: not timed.
         self.observe_latency: Callable[[float], None] | None = None
 
