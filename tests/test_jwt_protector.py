@@ -397,3 +397,13 @@ def test_validate_jws_is_the_one_override_point(clock: FakeClock) -> None:
     assert call(app, token(clock)).status == 200
     with pytest.raises(InvalidTokenError, match="banned subject"):
         v.validate(token(clock, sub="mallory"))
+
+
+def test_overriding_validate_instead_of_validate_jws_is_a_type_error() -> None:
+    # The protector calls validate_jws for every JWT: a check written in an
+    # override of validate() would never run there, every token passing it.
+    with pytest.raises(TypeError, match=r"override validate_jws"):
+
+        class Wrapped(JWTBearerTokenValidator):
+            def validate(self, token_string: str) -> TokenInfo:
+                raise InvalidTokenError("never")

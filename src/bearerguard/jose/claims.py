@@ -21,6 +21,7 @@ __all__ = [
     "ANY_AUDIENCE",
     "RFC9068_CLAIMS",
     "ClaimStep",
+    "Claims",
     "ClaimsPolicy",
     "audiences_of",
     "wanted_values",
@@ -30,8 +31,10 @@ _MISSING: Final = object()
 #: Every claim RFC 9068 §2.2 makes mandatory; pass as ``required_claims=`` for strict profiles.
 RFC9068_CLAIMS = ("iss", "exp", "aud", "sub", "client_id", "iat", "jti")
 
+#: A JWT's claims or its JOSE header: a JSON object, whose values are any JSON.
+Claims = Mapping[str, Any]
 #: One named check of the claims: ``(claims, header, now)``; raises to refuse.
-ClaimStep = tuple[str, Callable[[Mapping[str, Any], Mapping[str, Any], float], None]]
+ClaimStep = tuple[str, Callable[[Claims, Claims, float], None]]
 
 
 class _AnyAudience:
@@ -65,15 +68,46 @@ class ClaimsPolicy:
     required_claims: tuple[str, ...] = ()
     claims_equal: Mapping[str, Any] = field(default_factory=dict)
     claims_include: Mapping[str, frozenset[str]] = field(default_factory=dict)
-    claims_check: Callable[[Mapping[str, Any], Mapping[str, Any]], bool] | None = None
+    claims_check: Callable[[Claims, Claims], bool] | None = None
     #: The RFC 9068 profile: ``auth_time``, ``acr`` and ``amr`` get its types too.
     profile_types: bool = False
-    _checks: tuple[Callable[[Mapping[str, Any], Mapping[str, Any], float], None], ...] = field(
+    _checks: tuple[Callable[[Claims, Claims, float], None], ...] = field(
         init=False, repr=False, compare=False
     )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_checks", tuple(check for _, check in self.steps()))
+
+    @classmethod
+    def configure(
+        cls,
+        issuer: str,
+        audience: str | Collection[str] | _AnyAudience,
+        *,
+        leeway: float = 60,
+        require_typ: bool = False,
+        required_claims: str | Iterable[str] = (),
+        claims_equal: Mapping[str, Any] | None = None,
+        claims_include: Mapping[str, str | Iterable[str]] | None = None,
+        claims_check: Callable[[Claims, Claims], bool] | None = None,
+    ) -> ClaimsPolicy:
+        """The policy from a validator's keyword arguments, checked (ValueError)."""
+        if leeway < 0:
+            raise ValueError("leeway must not be negative")
+        required = (
+            (required_claims,) if isinstance(required_claims, str) else tuple(required_claims)
+        )
+        return cls(
+            issuer,
+            audiences_of(audience),
+            leeway=float(leeway),
+            required_claims=required,
+            claims_equal=dict(claims_equal or {}),
+            claims_include={k: wanted_values(k, v) for k, v in (claims_include or {}).items()},
+            claims_check=claims_check,
+            # The RFC 9068 profile, asked for by either: its claims' types apply.
+            profile_types=require_typ or set(RFC9068_CLAIMS) <= set(required),
+        )
 
     def steps(self) -> tuple[ClaimStep, ...]:
         """The checks in the order :meth:`check` runs them, each with its name
@@ -99,7 +133,7 @@ class ClaimsPolicy:
             steps.append(("claims_check", self.check_custom))
         return tuple(steps)
 
-    def check(self, claims: Mapping[str, Any], header: Mapping[str, Any], now: float) -> None:
+    def check(self, claims: Claims, header: Claims, now: float) -> None:
         """Refuse the claims at their first failed step (``InvalidTokenError``,
         ``TokenExpiredError``)."""
         for check in self._checks:
@@ -107,24 +141,24 @@ class ClaimsPolicy:
 
     # -- the steps ------------------------------------------------------------------
 
-    def check_issuer(self, claims: Mapping[str, Any], _header: Any, _now: float) -> None:
+    def check_issuer(self, claims: Claims, _header: Claims, _now: float) -> None:
         if claims.get("iss") != self.issuer:
             _refuse("issuer mismatch")
 
-    def check_not_before(self, claims: Mapping[str, Any], _header: Any, now: float) -> None:
+    def check_not_before(self, claims: Claims, _header: Claims, now: float) -> None:
         nbf = _time_claim(claims, "nbf")
         if nbf is not None and nbf > now + self.leeway:
             _refuse("token not yet valid")
 
-    def check_issued_at(self, claims: Mapping[str, Any], _header: Any, now: float) -> None:
+    def check_issued_at(self, claims: Claims, _header: Claims, now: float) -> None:
         iat = _time_claim(claims, "iat")
         if iat is not None and iat > now + self.leeway:
             _refuse("token issued in the future")
 
-    def check_types(self, claims: Mapping[str, Any], _header: Any, _now: float) -> None:
+    def check_types(self, claims: Claims, _header: Claims, _now: float) -> None:
         _check_claim_types(claims, self.profile_types)
 
-    def check_audience(self, claims: Mapping[str, Any], _header: Any, _now: float) -> None:
+    def check_audience(self, claims: Claims, _header: Claims, _now: float) -> None:
         assert self.audiences is not None  # a step only when audiences are configured
         aud = claims.get("aud")
         if aud is None:
@@ -132,37 +166,35 @@ class ClaimsPolicy:
         if self.audiences.isdisjoint(_audience_values(aud)):
             _refuse("audience mismatch")
 
-    def check_required(self, claims: Mapping[str, Any], _header: Any, _now: float) -> None:
+    def check_required(self, claims: Claims, _header: Claims, _now: float) -> None:
         for name in self.required_claims:
             if claims.get(name) is None:  # a null is no value either (RFC 7519 §4)
                 _refuse(f"missing claim: {name}")
 
-    def check_equal(self, claims: Mapping[str, Any], _header: Any, _now: float) -> None:
+    def check_equal(self, claims: Claims, _header: Claims, _now: float) -> None:
         for name, expected in self.claims_equal.items():
             value = claims.get(name, _MISSING)
             if type(value) is not type(expected) or value != expected:
                 _refuse(f"claim mismatch: {name}")
 
-    def check_include(self, claims: Mapping[str, Any], _header: Any, _now: float) -> None:
+    def check_include(self, claims: Claims, _header: Claims, _now: float) -> None:
         for name, wanted in self.claims_include.items():
             if not wanted <= _values(claims.get(name)):
                 _refuse(f"claim mismatch: {name}")
 
-    def check_custom(
-        self, claims: Mapping[str, Any], header: Mapping[str, Any], _now: float
-    ) -> None:
+    def check_custom(self, claims: Claims, header: Claims, _now: float) -> None:
         if self.claims_check is not None and not self.claims_check(claims, header):
             _refuse("claims check failed")
 
 
-def check_subject(claims: Mapping[str, Any], _header: Any, _now: float) -> None:
+def check_subject(claims: Claims, _header: Claims, _now: float) -> None:
     """RFC 7519 §4.1.2: a StringOrURI. A number or a list would be no subject
     at all, so ``revoke_subject`` could never match the token."""
     if not isinstance(claims.get("sub", ""), str):
         _refuse("invalid claim: sub")
 
 
-def check_expiry(claims: Mapping[str, Any], _header: Any, now: float) -> None:
+def check_expiry(claims: Claims, _header: Claims, now: float) -> None:
     """``exp`` present and in the future, with no leeway: the cache entry and a
     revocation end at ``exp``, so the token must be refused from ``exp`` on, too."""
     exp = _time_claim(claims, "exp")
@@ -172,7 +204,7 @@ def check_expiry(claims: Mapping[str, Any], _header: Any, now: float) -> None:
         raise TokenExpiredError()
 
 
-def check_not_bound(claims: Mapping[str, Any], _header: Any, _now: float) -> None:
+def check_not_bound(claims: Claims, _header: Claims, _now: float) -> None:
     """Refuse a token bound to a key (``cnf``) when it is presented as a bearer token.
 
     RFC 9449 §7.2: a DPoP-bound token (``cnf.jkt``) must not be accepted as a
@@ -186,7 +218,7 @@ def check_not_bound(claims: Mapping[str, Any], _header: Any, _now: float) -> Non
         _refuse("sender-constrained token presented as a bearer token")
 
 
-def _check_claim_types(claims: Mapping[str, Any], profile: bool) -> None:
+def _check_claim_types(claims: Claims, profile: bool) -> None:
     """The types of claims that identify a token or, in the RFC 9068 profile,
     its authentication, when present.
 
@@ -207,7 +239,7 @@ def _check_claim_types(claims: Mapping[str, Any], profile: bool) -> None:
         _refuse("invalid claim: amr")
 
 
-def _time_claim(claims: Mapping[str, Any], name: str) -> float | None:
+def _time_claim(claims: Claims, name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None

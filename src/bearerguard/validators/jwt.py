@@ -20,7 +20,7 @@ from typing import Any
 from .._credentials import peek_jws, signed_content_digest
 from .._http import HTTPClient
 from ..errors import InvalidTokenError
-from ..jose.claims import ANY_AUDIENCE, RFC9068_CLAIMS, ClaimsPolicy, audiences_of, wanted_values
+from ..jose.claims import ANY_AUDIENCE, RFC9068_CLAIMS, ClaimsPolicy
 from ..jose.claims import _AnyAudience as _AnyAudience
 from ..jose.claimset import AccessTokenClaims, shared_scopes_of
 from ..jose.fetch import JWKSFetcher
@@ -99,6 +99,17 @@ class JWTBearerTokenValidator(TokenValidator):
 
     kind = "jwt"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "validate" in vars(cls):
+            # The protector hands every JWT to validate_jws (parsed once, to
+            # route it by iss): an override of validate() would never run there,
+            # and a check in it would silently pass every token.
+            raise TypeError(
+                f"{cls.__name__}.validate would never be called by the protector: override "
+                "validate_jws(token_string, header, claims) instead (validate() calls it too)"
+            )
+
     def __init__(
         self,
         issuer: str,
@@ -129,28 +140,21 @@ class JWTBearerTokenValidator(TokenValidator):
             raise ValueError("issuer must be a non-empty string")
         if jwks is not None and jwks_uri is not None:
             raise ValueError("pass jwks or jwks_uri, not both")
-        if leeway < 0:
-            raise ValueError("leeway must not be negative")
         self.issuer = issuer
         self.clock = clock if clock is not None else time.time
         self._own_clock = clock is not None
-        required = (
-            (required_claims,) if isinstance(required_claims, str) else tuple(required_claims)
-        )
-        self.claims_policy = ClaimsPolicy(
+        self.claims_policy = ClaimsPolicy.configure(
             issuer,
-            audiences_of(audience),
-            leeway=float(leeway),
-            required_claims=required,
-            claims_equal=dict(claims_equal or {}),
-            claims_include={k: wanted_values(k, v) for k, v in (claims_include or {}).items()},
+            audience,
+            leeway=leeway,
+            require_typ=require_typ,
+            required_claims=required_claims,
+            claims_equal=claims_equal,
+            claims_include=claims_include,
             claims_check=claims_check,
-            # The RFC 9068 profile, asked for by either: its claims' types apply.
-            profile_types=require_typ or set(RFC9068_CLAIMS) <= set(required),
         )
         # Keys configured here (jwks=): oct keys (HS*) may be among them.
-        local = jwks is not None
-        configured = allowed_algorithms(algorithms, local=local)
+        configured = allowed_algorithms(algorithms, local=jwks is not None)
         self._static: KeySet | None = None
         self.fetcher: JWKSFetcher | None = None
         if isinstance(jwks, Mapping):
@@ -170,11 +174,9 @@ class JWTBearerTokenValidator(TokenValidator):
                 max_bytes=max_jwks_bytes,
                 clock=self.clock,
                 http=http,
-                loader=jwks if callable(jwks) else None,
+                loader=jwks,
             )
-            # None: each key's own alg (RFC 8725 §3.1), its type's default without one.
-            default = ASYMMETRIC_ALGORITHMS | HMAC_ALGORITHMS if local else ASYMMETRIC_ALGORITHMS
-            allowed = configured if configured is not None else default
+            allowed = configured if configured is not None else _default_algorithms(jwks)
         self.header_policy = HeaderPolicy(allowed, require_typ)
 
     def __repr__(self) -> str:
@@ -300,6 +302,12 @@ class JWTBearerTokenValidator(TokenValidator):
             assert self._static is not None
             return self._static
         return self.fetcher.keys()
+
+
+def _default_algorithms(loader: Callable[[], Any] | None) -> frozenset[str]:
+    """Without ``algorithms``: each key's own ``alg`` (RFC 8725 §3.1), its
+    type's default without one; HS* only for a loader's (local) ``oct`` keys."""
+    return ASYMMETRIC_ALGORITHMS | HMAC_ALGORITHMS if loader is not None else ASYMMETRIC_ALGORITHMS
 
 
 def verified_claims(jws: CompactJWS) -> dict[str, Any]:
