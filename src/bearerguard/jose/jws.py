@@ -14,12 +14,12 @@ RSA verification itself); a regex does the same here in C.
 
 from __future__ import annotations
 
-import re
+import binascii
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, NoReturn
 
-from .._credentials import b64url_decode, json_object
+from .._credentials import json_object
 from ..errors import InvalidTokenError
 from .keys import VerifyKey
 
@@ -33,12 +33,13 @@ __all__ = [
 ]
 
 _MISSING: Final = object()
-_SEGMENT = re.compile(r"[A-Za-z0-9_-]+")
-_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_B64URL_TEXT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_B64URL = _B64URL_TEXT.encode()
+_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 #: The last character of a canonical segment of 4n+2 (4n+3) characters: its
 #: low 4 (2) bits, past the data, are zero (RFC 4648 §3.5). Cheaper than
 #: encoding the decoded bytes again to compare.
-_CANONICAL_LAST = {2: frozenset(_B64URL[::16]), 3: frozenset(_B64URL[::4])}
+_CANONICAL_LAST = {2: frozenset(_B64URL_TEXT[::16]), 3: frozenset(_B64URL_TEXT[::4])}
 #: RFC 9068 §4: the ``typ`` of a JWT access token. Media types are
 #: case-insensitive (compared lowered) and ``application/`` may be left out
 #: (RFC 7515 §4.1.9), so each value is listed both ways.
@@ -184,10 +185,17 @@ def check_kid(header: Mapping[str, Any]) -> None:
         _refuse("malformed token")
 
 
-def _check_segment(segment: str) -> None:
-    """Strict base64url (RFC 7515 §2): its alphabet only, no padding."""
-    if _SEGMENT.fullmatch(segment) is None or len(segment) % 4 == 1:
+def _check_segment(segment: str) -> bytes:
+    """Strict base64url (RFC 7515 §2): its alphabet only, no padding; its ASCII bytes.
+
+    Deleting the alphabet with ``bytes.translate`` must leave nothing: a C
+    loop twice as fast as a regex over a 342-character RSA signature. A
+    character outside ASCII is encoded as ``?`` and so refused.
+    """
+    data = segment.encode("ascii", "replace")
+    if not data or len(data) % 4 == 1 or data.translate(None, _B64URL):
         _refuse("malformed token")
+    return data
 
 
 def _decode_segment(segment: str, *, canonical: bool = False) -> bytes:
@@ -197,8 +205,9 @@ def _decode_segment(segment: str, *, canonical: bool = False) -> bytes:
     strings would decode to the same signature, and a variant of a revoked
     token would not match its deny-list entry.
     """
-    _check_segment(segment)
-    tail = len(segment) % 4
+    data = _check_segment(segment)
+    tail = len(data) % 4
     if canonical and tail and segment[-1] not in _CANONICAL_LAST[tail]:
         _refuse("malformed token")
-    return b64url_decode(segment)
+    # Checked to be the alphabet: the standard decoder, once translated, is exact.
+    return binascii.a2b_base64(data.translate(_TO_STANDARD) + b"=="[: -tail % 4])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from .._credentials import peek_jws, signed_content_digest
 from .._http import HTTPClient
@@ -32,9 +32,11 @@ from ..jose.keys import (
     VerifyKey,
     allowed_algorithms,
 )
-from .base import TokenInfo, TokenValidator, number_or_none, text_or_none
+from .base import TokenInfo, TokenValidator, number_or_none
 
 __all__ = ["ANY_AUDIENCE", "RFC9068_CLAIMS", "AccessTokenClaims", "JWTBearerTokenValidator"]
+
+_MISSING: Final = object()
 
 
 class JWTBearerTokenValidator(TokenValidator):
@@ -264,15 +266,20 @@ class JWTBearerTokenValidator(TokenValidator):
         """What the protector caches for a verified token: its claims, frozen and
         shared, and the facts the hot path and the deny-list read."""
         token = AccessTokenClaims(claims, jws.header)
-        client_id = claims.get("client_id", claims.get("azp"))
+        get = claims.get
+        client_id, sub, jti = get("client_id", _MISSING), get("sub"), get("jti")
+        if client_id is _MISSING:
+            client_id = get("azp")
+        # Inline str checks (text_or_none), as the claims steps checked their types:
+        # this runs on every cache miss.
         return TokenInfo(
             token=token,
-            scopes=shared_scopes_of(claims.get("scope") or claims.get("scp")),
+            scopes=shared_scopes_of(get("scope") or get("scp")),
             expires_at=number_or_none(claims["exp"]),
-            subject=text_or_none(claims.get("sub")),
-            client_id=text_or_none(client_id),
-            jti=text_or_none(claims.get("jti")),
-            issued_at=number_or_none(claims.get("iat")),
+            subject=sub if type(sub) is str else None,
+            client_id=client_id if type(client_id) is str else None,
+            jti=jti if type(jti) is str else None,
+            issued_at=number_or_none(get("iat")),
             claims=token,
             revocation_key=signed_content_digest(jws.signing_input),
         )
