@@ -340,6 +340,7 @@ CORPUS: dict[str, Callable[[], str]] = {
     "wrong-key": lambda: sign_raw(ATTACKER, {"alg": "RS256", "kid": "cli-rsa"}, claim_set()),
     "payload-list": lambda: sign_raw(RSA, {"alg": "RS256", "kid": "cli-rsa"}, b"[1]"),
     "padded": lambda: make_token(RSA) + "=",
+    "header-padded": lambda: "==.".join(make_token(RSA).split(".", 1)),
     "non-canonical": lambda: make_token(RSA)[:-1] + "B",
     "header-escape": lambda: forge({"alg": "RS256\x1b[2J", "kid": "k"}, claim_set()),
 }
@@ -368,6 +369,13 @@ def test_verify_agrees_with_the_validator(
         assert failed == []
     else:  # the first step marked NO is the one that refused the token, with its words
         assert failed[0]["detail"].endswith(refusal), data
+
+
+def test_verify_stops_at_a_token_it_cannot_parse(verify: Callable[..., tuple[int, str]]) -> None:
+    code, output = verify(CORPUS["header-padded"]())
+    assert code == 1
+    assert output.splitlines()[0].split()[:2] == ["NO", "format"]
+    assert "INVALID: malformed token" in output
 
 
 # -- token-derived text reaches the terminal escaped ------------------------------------
