@@ -24,7 +24,7 @@ from ..errors import BearerGuardError, ValidatorUnavailableError
 from ..jose.jws import CompactJWS, extract, verify_signature
 from ..jose.keys import VerifyKey
 from ..validators.base import TokenInfo
-from ..validators.jwt import JWTBearerTokenValidator, verified_claims
+from ..validators.jwt import JWTBearerTokenValidator
 from .terminal import Style, printable, read_token
 
 __all__ = ["Check", "cmd_verify", "explain"]
@@ -70,7 +70,7 @@ def explain(validator: JWTBearerTokenValidator, token: str) -> list[Check]:
         validator, jws, usable=bool(passed["alg allowed"] and passed["kid"])
     )
     try:
-        claims = verified_claims(jws)
+        claims = jws.claims()
     except BearerGuardError as refusal:
         return [*checks, Check("claims", False, refusal.description)]
     now = validator.clock()

@@ -20,6 +20,7 @@ from ..validators.base import number_or_none
 __all__ = [
     "ANY_AUDIENCE",
     "RFC9068_CLAIMS",
+    "AnyAudience",
     "ClaimStep",
     "Claims",
     "ClaimsPolicy",
@@ -37,7 +38,9 @@ Claims = Mapping[str, Any]
 ClaimStep = tuple[str, Callable[[Claims, Claims, float], None]]
 
 
-class _AnyAudience:
+class AnyAudience:
+    """The type of :data:`ANY_AUDIENCE`, its one instance."""
+
     __slots__ = ()
 
     def __repr__(self) -> str:
@@ -46,7 +49,7 @@ class _AnyAudience:
 
 #: Pass as ``audience`` to skip the ``aud`` check: only for tokens meant for
 #: every resource (RFC 9068 §4 wants the check, so it is never the default).
-ANY_AUDIENCE: Final = _AnyAudience()
+ANY_AUDIENCE: Final = AnyAudience()
 
 
 def _refuse(description: str) -> NoReturn:
@@ -82,7 +85,7 @@ class ClaimsPolicy:
     def configure(
         cls,
         issuer: str,
-        audience: str | Collection[str] | _AnyAudience,
+        audience: str | Collection[str] | AnyAudience,
         *,
         leeway: float = 60,
         require_typ: bool = False,
@@ -268,7 +271,7 @@ def _audience_values(aud: Any) -> frozenset[str]:
 # -- configuration ----------------------------------------------------------------------
 
 
-def audiences_of(audience: str | Collection[str] | _AnyAudience) -> frozenset[str] | None:
+def audiences_of(audience: str | Collection[str] | AnyAudience) -> frozenset[str] | None:
     """The configured audience(s) as a set; None for :data:`ANY_AUDIENCE`.
 
     Raises ValueError for an empty or non-string audience (RFC 9068 §4 wants the check).

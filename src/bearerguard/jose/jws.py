@@ -75,6 +75,13 @@ class CompactJWS(NamedTuple):
     signing_input: str
     encoded_signature: str
 
+    def claims(self) -> dict[str, Any]:
+        """The payload as a claims set, once verified: a JWS may sign any bytes,
+        a JWT's are a JSON object (RFC 7519 §7.2); else ``malformed token``."""
+        if self.payload is None:
+            _refuse("malformed token")
+        return self.payload
+
     @property
     def signature(self) -> bytes:
         """The signature's bytes, from a strict and canonical base64url segment."""

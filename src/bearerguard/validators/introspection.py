@@ -30,7 +30,9 @@ from ..errors import (
     UnknownTokenError,
     ValidatorUnavailableError,
 )
-from ..jose.claims import _AnyAudience  # one meaning of "audience" for both validators
+
+# One meaning of "audience" for both validators.
+from ..jose.claims import AnyAudience as _AnyAudience
 from ..jose.claims import audiences_of as _audiences
 from .base import TokenInfo, TokenValidator, describe_token, number_or_none
 

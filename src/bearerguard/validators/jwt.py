@@ -20,8 +20,7 @@ from typing import Any, Final
 from .._credentials import peek_jws, signed_content_digest
 from .._http import HTTPClient
 from ..errors import InvalidTokenError
-from ..jose.claims import ANY_AUDIENCE, RFC9068_CLAIMS, ClaimsPolicy
-from ..jose.claims import _AnyAudience as _AnyAudience
+from ..jose.claims import ANY_AUDIENCE, RFC9068_CLAIMS, AnyAudience, ClaimsPolicy
 from ..jose.claimset import AccessTokenClaims, shared_scopes_of
 from ..jose.fetch import JWKSFetcher
 from ..jose.jws import CompactJWS, HeaderPolicy, decode_parts, extract, verify_signature
@@ -115,7 +114,7 @@ class JWTBearerTokenValidator(TokenValidator):
     def __init__(
         self,
         issuer: str,
-        audience: str | Collection[str] | _AnyAudience,
+        audience: str | Collection[str] | AnyAudience,
         *,
         jwks: Mapping[str, Any] | Callable[[], Any] | None = None,
         jwks_uri: str | None = None,
@@ -241,7 +240,7 @@ class JWTBearerTokenValidator(TokenValidator):
         jws = extract(token_string, (header, claims))
         self.header_policy.check(jws.header)
         verify_signature(jws, self.signing_key(jws.header))
-        payload = verified_claims(jws)
+        payload = jws.claims()
         self.claims_policy.check(payload, jws.header, self.clock())
         return self.token_info(jws, payload)
 
@@ -315,14 +314,6 @@ def _default_algorithms(loader: Callable[[], Any] | None) -> frozenset[str]:
     """Without ``algorithms``: each key's own ``alg`` (RFC 8725 §3.1), its
     type's default without one; HS* only for a loader's (local) ``oct`` keys."""
     return ASYMMETRIC_ALGORITHMS | HMAC_ALGORITHMS if loader is not None else ASYMMETRIC_ALGORITHMS
-
-
-def verified_claims(jws: CompactJWS) -> dict[str, Any]:
-    """The payload of a verified JWS as a claims set; a JWS may sign any bytes,
-    an access token's are a JSON object (RFC 7519 §7.2)."""
-    if jws.payload is None:
-        raise InvalidTokenError("malformed token")
-    return jws.payload
 
 
 #: Keyword arguments that are another library's name for a parameter here: as
