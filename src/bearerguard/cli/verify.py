@@ -25,9 +25,13 @@ from ..jose.jws import CompactJWS, extract, verify_signature
 from ..jose.keys import VerifyKey
 from ..validators.base import TokenInfo
 from ..validators.jwt import JWTBearerTokenValidator
+from .inspect import relative
 from .terminal import Style, printable, read_token
 
 __all__ = ["Check", "cmd_verify", "explain"]
+
+#: The claims whose types the "claim types" step checks, when present.
+_TYPED = ("jti", "client_id", "acr", "auth_time", "amr")
 
 
 @dataclass
@@ -95,7 +99,10 @@ def _signature_checks(
     )
     if not found:
         return [key, Check("signature", None, "no key to check it with")]
-    return [key, _run("signature", lambda: verify_signature(jws, found[0]), "")]
+    signature = _run("signature", lambda: verify_signature(jws, found[0]), "")
+    if signature.ok:
+        signature.detail = "verified"
+    return [key, signature]
 
 
 def _header_detail(name: str, header: Mapping[str, Any], v: JWTBearerTokenValidator) -> str:
@@ -107,16 +114,21 @@ def _header_detail(name: str, header: Mapping[str, Any], v: JWTBearerTokenValida
     return repr(header.get(name.split()[0]))  # "alg allowed": the alg
 
 
-def _claim_detail(name: str, claims: Mapping[str, Any], now: float, v: Any) -> str:
+def _claim_detail(
+    name: str, claims: Mapping[str, Any], now: float, v: JWTBearerTokenValidator
+) -> str:
+    """What the token says for the step ``name`` (the step itself decides)."""
     value = claims.get(name)
     if name in ("exp", "nbf", "iat"):
         if not isinstance(value, int | float) or isinstance(value, bool):
             return "not present" if value is None else repr(value)
-        return f"{'in' if value > now else 'since'} {abs(value - now):.0f} s"
+        return relative(value, now)
     if name == "iss":
         return f"{value!r}, want {v.issuer!r}"
     if name == "cnf":
         return "none" if value is None else "bound to a key (DPoP/mTLS): not a bearer token"
+    if name == "claim types":
+        return ", ".join(n for n in _TYPED if n in claims) or "none present"
     if name in ("aud", "sub"):
         return repr(value)
     return ""
