@@ -206,6 +206,18 @@ class JWTBearerTokenValidator(TokenValidator):
     def required_claims(self) -> tuple[str, ...]:
         return self.claims_policy.required_claims
 
+    @property
+    def claims_equal(self) -> Mapping[str, Any]:
+        return self.claims_policy.claims_equal
+
+    @property
+    def claims_include(self) -> Mapping[str, frozenset[str]]:
+        return self.claims_policy.claims_include
+
+    @property
+    def claims_check(self) -> Callable[[Mapping[str, Any], Mapping[str, Any]], bool] | None:
+        return self.claims_policy.claims_check
+
     def bind(self, protector: Any) -> None:
         """Use the protector's clock unless one was given, so cache and claims agree."""
         clock = getattr(protector, "clock", None)
