@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bearerguard import ResourceProtector
-from bearerguard._jwks import ASYMMETRIC_ALGORITHMS, KeySet
 from bearerguard.errors import BearerGuardError, SigningKeysUnavailableError
+from bearerguard.jose.keys import ASYMMETRIC_ALGORITHMS, KeySet
 from bearerguard.validators.jwt import JWTBearerTokenValidator
 
 from .conftest import FakeClock

@@ -10,6 +10,7 @@ from flask import Flask, jsonify
 
 from bearerguard import ResourceProtector, current_token
 from bearerguard._http import HTTPClient
+from bearerguard.errors import InvalidTokenError
 from bearerguard.validators import BearerTokenValidator
 from bearerguard.validators.base import TokenInfo
 from bearerguard.validators.jwt import JWTBearerTokenValidator
@@ -38,13 +39,15 @@ ED = cached_keypair("EdDSA", "ed-1")
 
 
 class CountingValidator(JWTBearerTokenValidator):
-    """Counts signature checks (cache misses)."""
+    """Counts signature checks (cache misses) at the one override point, ``validate_jws``."""
 
     calls = 0
 
-    def validate(self, token_string: str) -> TokenInfo:
+    def validate_jws(
+        self, token_string: str, header: dict[str, Any] | None, claims: dict[str, Any] | None
+    ) -> TokenInfo:
         self.calls += 1
-        return super().validate(token_string)
+        return super().validate_jws(token_string, header, claims)
 
 
 class DictTokens(BearerTokenValidator):
@@ -368,3 +371,39 @@ def test_the_validator_follows_the_protectors_clock(clock: FakeClock) -> None:
     assert call(app, t).status == 200
     clock.advance(10)
     assert_refused(call(app, t), "token expired")
+
+
+class BanningValidator(JWTBearerTokenValidator):
+    """A subclass that refuses more, at the one override point."""
+
+    def validate_jws(
+        self, token_string: str, header: dict[str, Any] | None, claims: dict[str, Any] | None
+    ) -> TokenInfo:
+        info = super().validate_jws(token_string, header, claims)
+        if info.subject == "mallory":
+            raise InvalidTokenError("banned subject")
+        return info
+
+
+def test_validate_jws_is_the_one_override_point(clock: FakeClock) -> None:
+    # The protector calls validate_jws, and so does validate(): an override
+    # refuses on both paths (no other method to override, none skipped).
+    v = BanningValidator(ISSUER, AUDIENCE, jwks=jwks(RSA), clock=clock)
+    protector = ResourceProtector(clock=clock)
+    protector.register_token_validator(v)
+    app = protected_app(protector)
+
+    assert_refused(call(app, token(clock, sub="mallory")), "banned subject")
+    assert call(app, token(clock)).status == 200
+    with pytest.raises(InvalidTokenError, match="banned subject"):
+        v.validate(token(clock, sub="mallory"))
+
+
+def test_overriding_validate_instead_of_validate_jws_is_a_type_error() -> None:
+    # The protector calls validate_jws for every JWT: a check written in an
+    # override of validate() would never run there, every token passing it.
+    with pytest.raises(TypeError, match=r"override validate_jws"):
+
+        class Wrapped(JWTBearerTokenValidator):
+            def validate(self, token_string: str) -> TokenInfo:
+                raise InvalidTokenError("never")

@@ -378,6 +378,46 @@ def test_validate_token_checks_typ_as_authlib_does(clock: FakeClock) -> None:
         v.validate_token(token, None, None)
 
 
+class BanningValidator(GetJwksValidator):
+    """A user's ``authenticate_token`` as written for Authlib: a ban list, and a claim added."""
+
+    banned = frozenset({"mallory"})
+
+    def authenticate_token(self, token_string: str) -> Any:
+        token = super().authenticate_token(token_string)
+        if token["sub"] in self.banned:
+            return None
+        return {**token, "tenant": "t-1"}
+
+
+def test_an_authenticate_token_override_decides_through_the_protector(clock: FakeClock) -> None:
+    # Authlib's protector calls authenticate_token for every token; bearerguard
+    # calls validate_jws, which must not skip the user's ban list (a silent pass).
+    v = BanningValidator(ISSUER, AUDIENCE, clock=clock)
+    v.keys = jwks(RSA)
+    app = app_for(v, clock)
+
+    banned = call(app, make_token(RSA, now=clock(), sub="mallory"))
+    assert_refused(banned, "The access token is invalid.")
+    allowed = call(app, make_token(RSA, now=clock()))
+    assert allowed.status == 200
+    assert allowed.body["claims"]["tenant"] == "t-1", "what it returns is current_token"
+    # And its own checks still run first: a forged token never reaches the override.
+    forged = make_token(ROTATED, now=clock(), header={"kid": "rsa-1"})
+    assert call(app, forged).status == 401
+
+
+def test_an_authenticate_token_that_returns_no_claims_is_a_503(clock: FakeClock) -> None:
+    class Broken(GetJwksValidator):
+        def authenticate_token(self, token_string: str) -> Any:
+            return "yes"
+
+    v = Broken(ISSUER, AUDIENCE, clock=clock)
+    v.keys = jwks(RSA)
+    outcome = call(app_for(v, clock), make_token(RSA, now=clock()))
+    assert (outcome.status, outcome.error) == (503, "temporarily_unavailable")
+
+
 @pytest.mark.parametrize(
     "token", ["not.a.jwt", "opaque", "a.b.c.d", ""], ids=["dots", "opaque", "four-parts", "empty"]
 )

@@ -29,6 +29,7 @@ from ._log import logger, throttled
 from .core.requirements import compile_requirement
 from .core.routing import peek_jws
 from .errors import InsufficientScopeError, InvalidTokenError, TokenExpiredError
+from .jose.jws import extract
 from .validators.base import TokenInfo, is_expired, number_or_none, scopes_of
 from .validators.jwt import RFC9068_CLAIMS, AccessTokenClaims
 from .validators.jwt import JWTBearerTokenValidator as _JWTValidator
@@ -107,6 +108,11 @@ class JWTBearerTokenValidator(_JWTValidator):
         required = (*RFC9068_CLAIMS, *((extra,) if isinstance(extra, str) else extra))
         super().__init__(issuer, resource_server, jwks=jwks, required_claims=required, **kwargs)
         self.resource_server = resource_server
+        # Authlib's protector calls authenticate_token for every token: an
+        # override (a ban list, a lookup) must refuse here too, never be skipped.
+        self._custom_authenticate = (
+            type(self).authenticate_token is not JWTBearerTokenValidator.authenticate_token
+        )
         self._custom_iss = type(self).validate_iss is not JWTBearerTokenValidator.validate_iss
         if self._custom_iss:
             logger.warning(
@@ -180,10 +186,27 @@ class JWTBearerTokenValidator(_JWTValidator):
         self, token_string: str, header: dict[str, Any] | None, claims: dict[str, Any] | None
     ) -> TokenInfo:
         """What :meth:`authenticate_token` and :meth:`validate_token` check, but
-        the request's needs, which the protector checks on every request."""
+        the request's needs, which the protector checks on every request.
+
+        A subclass's :meth:`authenticate_token` decides, as in Authlib: its
+        None refuses the token, and the claims it returns are ``current_token``.
+        """
         if header is not None:
             _check_type(header)
+        if self._custom_authenticate:
+            return self._authenticated(token_string, header, claims)
         return self._verified(token_string, header, claims)
+
+    def _authenticated(
+        self, token_string: str, header: dict[str, Any] | None, claims: dict[str, Any] | None
+    ) -> TokenInfo:
+        token = self.authenticate_token(token_string)
+        if token is None:
+            raise InvalidTokenError()
+        if not isinstance(token, Mapping):
+            # A broken hook, not a refusal: the guard answers 503.
+            raise TypeError(f"authenticate_token() returned a {type(token).__name__}, not claims")
+        return self.token_info(extract(token_string, (header, claims)), dict(token))
 
     def _verified(
         self, token_string: str, header: dict[str, Any] | None, claims: dict[str, Any] | None

@@ -30,8 +30,11 @@ from ..errors import (
     UnknownTokenError,
     ValidatorUnavailableError,
 )
+
+# One meaning of "audience" for both validators.
+from ..jose.claims import AnyAudience as _AnyAudience
+from ..jose.claims import audiences_of as _audiences
 from .base import TokenInfo, TokenValidator, describe_token, number_or_none
-from .jwt import _AnyAudience, _audiences  # one meaning of "audience" for both validators
 
 __all__ = ["AnswerCache", "IntrospectionToken", "IntrospectionTokenValidator"]
 

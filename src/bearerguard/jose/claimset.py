@@ -1,0 +1,122 @@
+"""A verified JWT's claims as ``current_token`` serves them: read-only, and shared.
+
+A cached token's claims live as long as its cache entry, and every cached JWT
+of an issuer repeats most of its bytes (claim names, ``iss``, ``aud``,
+``scope``, the header): :class:`AccessTokenClaims` freezes them and shares the
+repeating strings, so an entry costs about a third of its own copies.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import Any
+
+from ..core.frozen import FrozenDict, ReadOnlyClaims, freeze
+from ..validators.base import scopes_of
+
+__all__ = ["AccessTokenClaims", "shared_scopes_of"]
+
+
+class AccessTokenClaims(ReadOnlyClaims):
+    """``current_token`` for a JWT: its verified claims, read-only.
+
+    A mapping (``current_token["sub"]``) with Authlib's ``get_scope()`` and the
+    JOSE ``header``. It is shared by every request that presents the same
+    token while the token is cached, so it refuses changes, and so do the
+    lists and objects in it (``current_token["roles"]`` is a read-only
+    ``list``); ``dict(token)`` is a private, mutable copy of the top level.
+    """
+
+    __slots__ = ("header",)
+
+    def __init__(self, claims: Mapping[str, Any], header: Mapping[str, Any] | None = None) -> None:
+        dict.__init__(self, _shared_claims(claims))
+        self.header: Mapping[str, Any] = _shared_header(header or {})
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (dict(self), dict(self.header)))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict.__repr__(self)})"
+
+
+# Every cached JWT of an issuer repeats most of its bytes: the claim names,
+# iss, aud, client_id, scope, the header. Shared, a cached token costs about a
+# third of what it costs with its own copies (issue 5: <= 1 KiB per entry).
+# Bounded: past _SHARED_MAX distinct values, new ones are kept unshared; only
+# the values of claims that repeat are shared, so unique ones cannot fill it.
+_SHARED_MAX = 4096
+_shared_values: dict[str, str] = {}
+_shared_headers: dict[tuple[tuple[str, str], ...], Mapping[str, Any]] = {}
+_shared_scopes: dict[str, frozenset[str]] = {}
+
+
+def _share(value: Any) -> Any:
+    # Strings only: a key of 1 would also find 1.0 and True, which are equal.
+    if type(value) is not str or len(value) > 128:
+        return value
+    shared = _shared_values.get(value)
+    if shared is not None:
+        return shared
+    if len(_shared_values) < _SHARED_MAX:
+        _shared_values[value] = value
+    return value
+
+
+_CONTAINERS = frozenset({list, dict})
+#: Claims whose values repeat from token to token (not jti, exp, sub...).
+_SHARED_NAMES = frozenset(
+    {"iss", "aud", "azp", "client_id", "scope", "typ", "alg", "kid", "token_use", "acr", "type"}
+)
+
+
+def _shared_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
+    """The claims with repeating strings shared, and lists and objects frozen."""
+    shared: dict[str, Any] = {}
+    known = _shared_values
+    for name, value in claims.items():
+        kind = type(value)
+        if kind is str:
+            # Once per cache miss for every claim: a known value is one dict
+            # lookup here, not a call of _share (a third of this function).
+            if name in _SHARED_NAMES:
+                value = known.get(value) or _share(value)
+        elif kind in _CONTAINERS:
+            value = freeze(value)
+        shared[sys.intern(name)] = value
+    return shared
+
+
+def _frozen_header(header: Mapping[str, Any]) -> FrozenDict:
+    frozen = dict.__new__(FrozenDict)
+    dict.update(frozen, _shared_claims(header))
+    return frozen
+
+
+def _shared_header(header: Mapping[str, Any]) -> Mapping[str, Any]:
+    for value in header.values():
+        if type(value) is not str:
+            # Only headers of strings are shared. 1, 1.0 and True are equal and
+            # hash alike, so a key holding them would give a token the header
+            # of an earlier one (its x: true read back as 1).
+            return _frozen_header(header)
+    key = tuple(header.items())
+    shared = _shared_headers.get(key)
+    if shared is None:
+        shared = _frozen_header(header)
+        if len(_shared_headers) < _SHARED_MAX:
+            _shared_headers[key] = shared
+    return shared
+
+
+def shared_scopes_of(value: Any) -> frozenset[str]:
+    """The scopes of a ``scope`` (or ``scp``) claim, a set shared by the tokens that repeat it."""
+    if type(value) is not str:
+        return scopes_of(value)
+    scopes = _shared_scopes.get(value)
+    if scopes is None:
+        scopes = frozenset(_share(s) for s in value.split())
+        if len(_shared_scopes) < _SHARED_MAX:
+            _shared_scopes[value] = scopes
+    return scopes
