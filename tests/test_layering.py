@@ -39,7 +39,7 @@ def _neutral_modules() -> list[str]:
     names = [
         info.name
         for info in pkgutil.walk_packages(bearerguard.__path__, "bearerguard.")
-        if info.name not in FRONTS
+        if info.name not in FRONTS and not info.name.endswith(".__main__")  # runs when imported
     ]
     return ["bearerguard", *sorted(names)]
 

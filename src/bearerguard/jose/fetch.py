@@ -16,9 +16,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..core.values import json_object
 from .._http import FetchError, HTTPClient, check_url, default_client
 from .._log import logger, throttled
+from ..core.values import json_object
 from ..errors import SigningKeysUnavailableError, ValidatorUnavailableError
 from .keys import KeySet
 

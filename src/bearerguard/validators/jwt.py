@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final
 
+from .._http import HTTPClient
 from ..core.credentials import signed_content_digest
 from ..core.routing import peek_jws
-from .._http import HTTPClient
 from ..errors import InvalidTokenError
 from ..jose.claims import ANY_AUDIENCE, RFC9068_CLAIMS, AnyAudience, ClaimsPolicy
 from ..jose.claimset import AccessTokenClaims, shared_scopes_of
