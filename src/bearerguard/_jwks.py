@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from jwt.algorithms import Algorithm, HMACAlgorithm, get_default_algorithms
 
 from ._credentials import json_object
-from ._http import FetchError, HTTPClient, check_url, default_client
 from ._log import logger, throttled
 from .errors import InvalidTokenError, SigningKeysUnavailableError, ValidatorUnavailableError
+from .transport import FetchError, HTTPClient, check_url, default_client
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",

@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TextIO
 
 from ._credentials import peek_jws
-from ._http import FetchError
 from .cli import printable
 from .errors import BearerGuardError, SigningKeysUnavailableError
+from .transport import FetchError
 from .validators.base import scopes_of
 from .validators.jwt import JWTBearerTokenValidator, _typ_allowed
 

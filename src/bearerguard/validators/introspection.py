@@ -22,7 +22,6 @@ from typing import Any, Literal, NoReturn, Protocol
 from urllib.parse import quote, urlencode
 
 from .._frozen import FrozenDict, freeze
-from .._http import FetchError, HTTPClient, check_url, default_client
 from .._log import throttled
 from ..errors import (
     InvalidTokenError,
@@ -30,6 +29,7 @@ from ..errors import (
     UnknownTokenError,
     ValidatorUnavailableError,
 )
+from ..transport import FetchError, HTTPClient, check_url, default_client
 from .base import TokenInfo, TokenValidator, describe_token, number_or_none
 from .jwt import _AnyAudience, _audiences  # one meaning of "audience" for both validators
 
@@ -113,7 +113,7 @@ class IntrospectionTokenValidator(TokenValidator):
         servers whose answers carry no ``aud``.
     :param timeout: seconds for the whole exchange.
     :param leeway: seconds of clock skew allowed for ``nbf`` (none for ``exp``).
-    :param http: the :class:`~bearerguard._http.HTTPClient` (connection reuse).
+    :param http: the :class:`~bearerguard.transport.HTTPClient` (connection reuse).
     :param shared_cache: an :class:`AnswerCache` such as
         ``bearerguard.redis.RedisIntrospectionCache``: answers are shared by
         every process, so N workers make one call per token. Entries are

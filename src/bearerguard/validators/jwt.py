@@ -23,7 +23,6 @@ from typing import Any, Final, NoReturn
 
 from .._credentials import b64url_decode, peek_jws, signed_content_digest
 from .._frozen import FrozenDict, freeze
-from .._http import HTTPClient
 from .._jwks import (
     ASYMMETRIC_ALGORITHMS,
     HMAC_ALGORITHMS,
@@ -33,6 +32,7 @@ from .._jwks import (
     json_object,
 )
 from ..errors import InvalidTokenError, TokenExpiredError
+from ..transport import HTTPClient
 from .base import TokenInfo, TokenValidator, number_or_none, scopes_of, text_or_none
 
 __all__ = ["ANY_AUDIENCE", "RFC9068_CLAIMS", "AccessTokenClaims", "JWTBearerTokenValidator"]
@@ -246,7 +246,7 @@ class JWTBearerTokenValidator(TokenValidator):
         while the endpoint fails.
     :param clock: wall-clock seconds, for the time claims and the key set;
         default the clock of the protector it is registered with.
-    :param http: the :class:`~bearerguard._http.HTTPClient` used for fetches.
+    :param http: the :class:`~bearerguard.transport.HTTPClient` used for fetches.
     """
 
     kind = "jwt"
