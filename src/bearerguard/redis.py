@@ -49,13 +49,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ._log import throttled
+from ._outage import OutageGate
 from ._redis_wire import RedisDenyList, client_from_url
 from .redis_cache import RedisIntrospectionCache
 from .revocation import RevocationStore
 
 __all__ = ["RedisBroadcast", "RedisIntrospectionCache", "RedisRevocationStore"]
-
-_INF = float("inf")
 
 
 class RedisBroadcast:
@@ -96,6 +95,10 @@ class RedisBroadcast:
         longer than the cache ``ttl``.
     """
 
+    #: The store served, and its gate, set by :meth:`attach`.
+    store: RevocationStore
+    gate: OutageGate
+
     def __init__(
         self,
         url_or_client: str | Any,
@@ -121,24 +124,17 @@ class RedisBroadcast:
         self.backoff = backoff
         self.startup_timeout = startup_timeout
         self.ping_interval = ping_interval
-        self.eviction_horizon = eviction_horizon
-        self._store: RevocationStore | None = None
+        self.clock: Callable[[], float] = time.time  # the store's, once attached
         self._counters = {"messages": 0, "reloads": 0, "outages": 0, "written": 0, "restored": 0}
         self._reset_process_state()
 
-    @property
-    def store(self) -> RevocationStore:
-        if self._store is None:
-            raise RuntimeError("RedisBroadcast used before a RevocationStore attached it")
-        return self._store
-
     def attach(self, store: RevocationStore) -> None:
         """Serve ``store``: its dicts are the local copy, its clock the time."""
-        if self._store is not None and self._store is not store:
+        if getattr(self, "store", store) is not store:
             raise ValueError("a RedisBroadcast serves one RevocationStore")
-        self._store = store
+        self.store = store
         self.clock = self.shared.clock = store.clock
-        store.refuse_after = -_INF  # not started in this process
+        self.gate = OutageGate(store, self.max_outage)  # shut: not started here
 
     def _reset_process_state(self) -> None:
         """What belongs to one process: its thread, locks, and identity."""
@@ -149,18 +145,16 @@ class RedisBroadcast:
         self._stop = threading.Event()
         self._synced = threading.Event()
         self._thread: threading.Thread | None = None
-        self._healthy = False
+        if hasattr(self, "gate"):
+            self.gate.reset()
         self._epoch: Any = None  # the mark of the Redis copy we last synced with
         self._delay = self.backoff[0]
         self._pending: dict[tuple[str, str], float] = getattr(self, "_pending", {})
-        self._down_since: float | None = None
-        self._last_alive: float | None = getattr(self, "_last_alive", None)
 
     def after_fork(self) -> None:
         # The parent's thread did not survive the fork and its pub/sub socket
         # is the parent's; redis-py's pool replaces its connections itself.
         self._reset_process_state()
-        self.store.refuse_after = -_INF
 
     # -- starting, in the process that uses it -----------------------------------
 
@@ -182,10 +176,7 @@ class RedisBroadcast:
                     "Redis deny-list not loaded after %.1fs; serving from local state",
                     self.startup_timeout,
                 )
-            with self._state_lock:
-                if self._down_since is None and not self._healthy:
-                    self._down_since = self.clock()
-                self._update_gate()
+            self.gate.started()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -214,11 +205,11 @@ class RedisBroadcast:
                     self._on_message(message["data"])
                 elif kind == "pong":
                     awaiting = False
-                    self._alive()
+                    self.gate.alive()
                 if synced and self._pending:
                     # A request's write failed while we stayed subscribed.
                     self._flush()
-                    self._mark_healthy()
+                    self.gate.up()
                 now = time.monotonic()
                 if awaiting and now - pinged >= self.ping_interval:
                     raise ConnectionError("no answer to PING")  # half-open: reads never fail
@@ -239,42 +230,8 @@ class RedisBroadcast:
             return self.ping_interval
         return max(0.01, min(self.ping_interval, self.max_outage / 4))
 
-    # -- the gate ----------------------------------------------------------------
-
-    def _alive(self) -> None:
-        """Redis answered: the outage clock restarts from now (subscriber thread).
-
-        A silent partition (packets dropped, no RST) raises nothing for
-        seconds; counting from the last answer rather than from a detected
-        failure is what bounds it by ``max_outage``. One float store: the hot
-        path's gate moves without a lock.
-        """
-        now = self._last_alive = self.clock()
-        if self.max_outage is not None:
-            self.store.refuse_after = now + self.max_outage
-
-    def _mark_healthy(self) -> None:
-        with self._state_lock:
-            self._healthy = True
-            self._down_since = None
-            self._update_gate()
-
-    def _update_gate(self) -> None:
-        """Set the store's gate (state lock held): ``max_outage`` after the
-        last answer from Redis, or after the first attempt if none came."""
-        if self.max_outage is None:
-            self.store.refuse_after = _INF
-        else:
-            since = self._last_alive or self._down_since or self.clock()
-            self.store.refuse_after = since + self.max_outage
-
     def _went_down(self, exc: BaseException) -> None:
-        with self._state_lock:
-            was_healthy, self._healthy = self._healthy, False
-            if self._down_since is None:
-                self._down_since = self.clock()
-            self._update_gate()  # only ever after start: the gate opens or closes
-        if was_healthy:
+        if self.gate.down():
             self._bump("outages")
         throttled(
             f"redis:{self.channel}",
@@ -291,22 +248,18 @@ class RedisBroadcast:
         # Marked before the restore: a loss after this takes the mark too.
         self._epoch = self.shared.claim_epoch()
         self._reload()
-        self._restore()
-        self._alive()
-        self._mark_healthy()
-        self._flush()  # revocations queued while we reloaded
-        self._delay = self.backoff[0]
-        self._synced.set()
-
-    def _restore(self) -> None:
-        """Write every live local entry back; if Redis lacked any, tell everyone to reload."""
         restored = self.shared.restore(self.store, self._origin)
         if restored:
             with self._state_lock:
                 self._counters["restored"] += restored
+        self.gate.alive()
+        self.gate.up()
+        self._flush()  # revocations queued while we reloaded
+        self._delay = self.backoff[0]
+        self._synced.set()
 
     def _reload(self) -> None:
-        self.shared.load(self.store, since=self._last_alive)
+        self.shared.load(self.store, since=self.gate.last_alive)
         self._bump("reloads")
 
     def _on_message(self, data: Any) -> None:
@@ -323,7 +276,7 @@ class RedisBroadcast:
         if kind is None:
             return  # ours
         self._bump("messages")
-        self._alive()
+        self.gate.alive()
         if kind == "reload":  # out of the try: a failure here is Redis's, not the message's
             self._reload()
 
@@ -335,10 +288,12 @@ class RedisBroadcast:
             self.start()
         if kind == "evict":
             when = self.clock()
-        with self._state_lock:
-            if not self._healthy:
+        if not self.gate.healthy:
+            # Racing a reconnection is harmless: the subscriber flushes what
+            # is queued on every turn once it is in step.
+            with self._state_lock:
                 self._queue(kind, value, when)
-                return
+            return
         try:
             self._send(kind, value, when)
         except Exception as exc:
@@ -379,7 +334,7 @@ class RedisBroadcast:
         """The link: connected, queued, outages, messages, reloads, written, restored."""
         with self._state_lock:
             counters: dict[str, Any] = dict(self._counters)
-        counters["connected"] = self._healthy
+        counters["connected"] = self.gate.healthy
         counters["pending"] = len(self._pending)
         return counters
 
