@@ -111,15 +111,9 @@ def test_python_dash_m(env: dict[str, str]) -> None:
     assert "opaque token" in result.stdout
 
 
-def test_demo_subcommand_check(env: dict[str, str]) -> None:
-    result = run(env, "demo", "--check")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "all answers as expected" in result.stdout
-
-
 @pytest.fixture
 def jwks_file(env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from bearerguard import demo
+    from bearerguard import _demo_issuer as demo
 
     monkeypatch.setenv("BEARERGUARD_DEMO_KEY", env["BEARERGUARD_DEMO_KEY"])
     path = tmp_path / "jwks.json"
@@ -171,7 +165,7 @@ def test_verify_invalid_names_first_failure(
 
 
 def test_verify_expired_json(env: dict[str, str], jwks_file: Path) -> None:
-    from bearerguard import demo
+    from bearerguard import _demo_issuer as demo
 
     os.environ["BEARERGUARD_DEMO_KEY"] = env["BEARERGUARD_DEMO_KEY"]
     token = demo.mint(expires_in=-120)
@@ -218,12 +212,12 @@ def test_verify_opaque_token(env: dict[str, str]) -> None:
 
 
 def _demo_signed(env: dict[str, str], claims: dict[str, Any], headers: dict[str, Any]) -> str:
-    from bearerguard import demo
+    from bearerguard import _demo_issuer as demo
 
     os.environ["BEARERGUARD_DEMO_KEY"] = env["BEARERGUARD_DEMO_KEY"]
     now = int(time.time())
     base = {"iss": demo.ISSUER, "aud": demo.AUDIENCE, "sub": "s", "iat": now, "exp": now + 600}
-    return jwt.encode({**base, **claims}, demo._demo_key(), algorithm="RS256", headers=headers)
+    return jwt.encode({**base, **claims}, demo.demo_key(), algorithm="RS256", headers=headers)
 
 
 def test_mint_subject(env: dict[str, str]) -> None:

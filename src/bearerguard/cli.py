@@ -1,4 +1,4 @@
-"""The ``bearerguard`` command: inspect, verify and mint tokens, run the demo.
+"""The ``bearerguard`` command: inspect, verify and mint tokens.
 
 ``inspect`` needs no key: it decodes and explains. ``verify`` runs the same
 validator the protector runs and says which check failed. Exit codes: 0 fine,
@@ -156,7 +156,7 @@ def _parse_duration(text: str) -> int:
 
 
 def cmd_mint(args: argparse.Namespace, out: TextIO) -> int:
-    from . import demo
+    from . import _demo_issuer as demo
 
     out.write(demo.mint(scope=args.scope, expires_in=args.expires, subject=args.subject) + "\n")
     return 0
@@ -198,18 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--expires", type=_parse_duration, default=600, help="e.g. 10m (default)")
     mint.add_argument("--subject", default="alice")
     mint.set_defaults(run=cmd_mint)
-
-    sub.add_parser("demo", help="run the example resource server (make demo); --check to self-test")
     return parser
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["demo"]:
-        # Everything after "demo" is the demo's own (argparse's REMAINDER drops --flags).
-        from . import demo
-
-        return demo.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     return int(args.run(args, out or sys.stdout))
