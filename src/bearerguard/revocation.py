@@ -59,17 +59,14 @@ if hasattr(os, "register_at_fork"):
 
 
 class Broadcast(Protocol):
-    """What a :class:`RevocationStore` shares its deny-list through.
+    """What a store shares its deny-list through (:class:`~bearerguard.redis.RedisBroadcast`).
 
-    The store calls :meth:`attach` once, :meth:`publish` after each local
-    change (``kind``: ``token``, a digest in hex, ``jti``, ``sub``, ``client``
-    or ``evict``), and :meth:`start` whenever its gate is shut. The broadcast
-    applies the other processes' changes through the store's ``apply_*`` and
-    ``notify`` methods, and keeps the gate, ``store.refuse_after``: the
-    wall-clock time from which checks answer 503 (``-inf`` until it has
-    started in this process, ``inf`` to serve from local state whatever
-    happens); a float, so the hot path pays one comparison. See
-    :class:`bearerguard.redis.RedisBroadcast`.
+    The store calls ``attach`` once, ``publish`` after each local change
+    (kinds ``token``, a digest in hex, ``jti``, ``sub``, ``client``, ``evict``)
+    and ``start`` while its gate is shut. The broadcast applies the others'
+    changes through ``apply_*`` and ``notify``, and keeps the gate,
+    ``store.refuse_after``: checks from that wall-clock time on raise 503
+    (``-inf``: not started in this process; ``inf``: serve whatever happens).
     """
 
     def attach(self, store: RevocationStore) -> None: ...  # once; shuts the gate
@@ -173,9 +170,8 @@ class RevocationStore:
 
         ``key`` is the token's digest; a JWS is looked up by the digest of its
         signed content instead (``info.revocation_key``), so no other spelling
-        of its signature escapes a revocation. Raises
-        :class:`~bearerguard.errors.ValidatorUnavailableError` while the
-        broadcast keeps the gate shut (see ``max_outage``).
+        of its signature escapes a revocation. While the gate is shut: 503
+        (``ValidatorUnavailableError``).
         """
         if now >= self.refuse_after:
             self._gate_shut(now)
