@@ -26,16 +26,17 @@ $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python
 test: lint pytest
 
 lint: $(VENV)/.test-installed
-	$(BIN)/ruff check src tests benchmarks fuzz
-	$(BIN)/ruff format --check src tests benchmarks fuzz
+	$(BIN)/ruff check src tests benchmarks fuzz examples
+	$(BIN)/ruff format --check src tests benchmarks fuzz examples
 	$(BIN)/mypy
+	$(BIN)/mypy examples/demo.py
 
 pytest: $(VENV)/.test-installed
 	$(BIN)/pytest --cov --cov-report=term:skip-covered $(ARGS)
 
 ## demo: run the example resource server on 127.0.0.1:5000 (ARGS=--check to self-test)
 demo: $(VENV)/.demo-installed
-	$(BIN)/python -m bearerguard.demo $(ARGS)
+	$(BIN)/python examples/demo.py $(ARGS)
 
 ## fuzz: coverage-guided fuzzing of the request path (FUZZ_SECONDS, default 60)
 FUZZ_SECONDS ?= 60

@@ -1,7 +1,7 @@
 """The Flask apps under test: one app per case, identical but for the decorator.
 
 Every app has the single route ``/hello/protected`` answering
-``{"hello": "world"}``, the view of ``bearerguard.demo``. The floor is that
+``{"hello": "world"}``, the view of ``examples/demo.py``. The floor is that
 app with no protection; the others wrap the same view in one decorator each,
 so the difference between a case and the floor is exactly what protection
 costs.

@@ -1,6 +1,6 @@
 """Real HTTP load: the example app under gunicorn, driven over keep-alive sockets.
 
-gunicorn runs ``bearerguard.demo:create_app()`` with 2 workers and threads on
+gunicorn runs ``demo:create_app()`` (``examples/demo.py``) with 2 workers and threads on
 127.0.0.1. The load generator is wrk when installed (Debian's package), else
 the bundled client in :mod:`benchmarks.loadclient`. Every phase is bounded by
 time and by request count, and the server is killed in a ``finally``.
@@ -13,6 +13,7 @@ workers' caches); and the same with 10 % of requests carrying unknown tokens.
 from __future__ import annotations
 
 import http.client
+import importlib.machinery
 import importlib.util
 import os
 import shutil
@@ -31,6 +32,8 @@ from .config import Context
 from .harness import Skip
 
 WORKERS, THREADS = 2, 4
+#: On the app's path: the demo lives there, outside the package.
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 UNKNOWN_SHARE = 0.10
 
 
@@ -108,6 +111,7 @@ def start_server(ctx: Context, app_spec: str, port: int) -> tuple[subprocess.Pop
         BEARERGUARD_DEMO_TOKENS=str(ctx.profile.load_warm_tokens),
     )
     env.pop("BEARERGUARD_REDIS_URL", None)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(EXAMPLES), env.get("PYTHONPATH")]))
     log = Path(ctx.tmp) / "gunicorn.log"
     # Create and seed the database once, before the workers start: two workers
     # creating the tables of a fresh SQLite file at once can race, and the
@@ -142,6 +146,14 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
+def _importable(module: str) -> bool:
+    """True when ``module`` is found on the path the server gets (examples/ first)."""
+    top = module.split(".")[0]
+    if importlib.machinery.PathFinder.find_spec(top, [str(EXAMPLES), *sys.path]) is None:
+        return False
+    return "." not in module or importlib.util.find_spec(module) is not None
+
+
 def pick_client(choice: str) -> str:
     if choice == "auto":
         return "wrk" if shutil.which("wrk") else "python"
@@ -158,10 +170,7 @@ def run(ctx: Context, app_spec: str, client: str, log: Any) -> dict[str, Any]:
     the floor are taken per round, then the median.
     """
     module = app_spec.split(":", 1)[0]
-    if (
-        importlib.util.find_spec(module.split(".")[0]) is None
-        or importlib.util.find_spec(module) is None
-    ):
+    if not _importable(module):
         raise Skip(f"{module} has not landed (the load run needs its create_app())", "stub")
     if importlib.util.find_spec("gunicorn") is None:
         raise Skip("gunicorn is not installed", "package")

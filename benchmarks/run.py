@@ -40,7 +40,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", help="regex: measure only matching cases (floors always run)")
     parser.add_argument("--load-client", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument(
-        "--load-app", default="bearerguard.demo:create_app()", help="gunicorn app spec"
+        "--load-app",
+        default="demo:create_app()",
+        help="gunicorn app spec (examples/ is on its path)",
     )
     parser.add_argument("--load-seconds", type=float, help="seconds per load phase")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and PNG go")

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from flask import Flask
 
 from bearerguard import ResourceProtector, current_token
-from bearerguard._http import HTTPClient
+from bearerguard.transport import HTTPClient
 
 from .servers import LoopbackServer, Reply, Seen
 

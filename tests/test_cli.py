@@ -100,7 +100,6 @@ def test_smoke_verify_with_the_console_script(tmp_path: Path, jwks_file: Path) -
 
 
 def test_smoke_mint_with_the_console_script(tmp_path: Path) -> None:
-    pytest.importorskip("bearerguard._demo_issuer")
     result = smoke([str(SCRIPT), "mint", "--subject", "bob"], tmp_path)
     assert result.returncode == 0, result.stderr
     assert jwt.decode(result.stdout.strip(), options={"verify_signature": False})["sub"] == "bob"
@@ -111,8 +110,9 @@ def test_smoke_mint_with_the_console_script(tmp_path: Path) -> None:
 
 @pytest.fixture
 def demo_issuer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The demo issuer, its key in this test's directory (until the merge: skip without it)."""
-    issuer = pytest.importorskip("bearerguard._demo_issuer")
+    """The demo issuer, its key in this test's directory."""
+    from bearerguard import _demo_issuer as issuer
+
     monkeypatch.setenv("BEARERGUARD_DEMO_KEY", str(tmp_path / "demo-key.pem"))
     return issuer
 

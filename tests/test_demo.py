@@ -1,7 +1,13 @@
-"""`make demo` on its embedded defaults: the self-check over real HTTP."""
+"""`make demo` on its embedded defaults: the self-check over real HTTP.
+
+The demo is ``examples/demo.py``, outside the package; the issuer it trusts,
+``bearerguard._demo_issuer``, is inside, so that ``bearerguard mint`` works
+with the base install.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import stat
@@ -9,10 +15,34 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+DEMO = EXAMPLES / "demo.py"
+
+
+def _demo() -> ModuleType:
+    """``examples/demo.py`` imported (once) as a module of this test run."""
+    name = "bearerguard_examples_demo"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, DEMO)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # SQLAlchemy resolves the models' annotations through it
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+def _create_app(*args: str) -> list[str]:
+    """A command that runs the demo's ``create_app(*args)`` in a fresh interpreter."""
+    code = (
+        f"import sys; sys.path.insert(0, {str(EXAMPLES)!r}); "
+        f"from demo import create_app; create_app({', '.join(args)})"
+    )
+    return [sys.executable, "-c", code]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -24,7 +54,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 def test_demo_check_passes(tmp_path: Path) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bearerguard.demo", "--check"],
+        [sys.executable, str(DEMO), "--check"],
         env=_env(tmp_path),
         capture_output=True,
         text=True,
@@ -54,8 +84,7 @@ def test_make_demo_check(tmp_path: Path) -> None:
 
 def test_demo_prints_working_curl_lines(tmp_path: Path) -> None:
     """The printed lines name each case; the server is stopped right after start."""
-    from bearerguard import demo
-
+    demo = _demo()
     os.environ.setdefault("BEARERGUARD_DEMO_KEY", str(tmp_path / "k.pem"))
     base = "http://127.0.0.1:5000"
     lines = [demo._curl(base, p, t) for _, p, t, _ in demo._expectations("jwt")]
@@ -99,7 +128,7 @@ def test_key_and_database_are_in_a_private_directory_found_again_by_mint(tmp_pat
         jwt.decode(token, public, algorithms=["RS256"], audience="bearerguard-demo")
 
     subprocess.run(
-        [sys.executable, "-c", "from bearerguard.demo import create_app; create_app()"],
+        _create_app(),
         env=env,
         check=True,
         timeout=60,
@@ -148,7 +177,7 @@ def test_a_planted_directory_or_key_is_refused(tmp_path: Path, planted: str) -> 
 
 def _start(env: dict[str, str], port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "bearerguard.demo", "--port", str(port)],
+        [sys.executable, str(DEMO), "--port", str(port)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -221,12 +250,11 @@ def test_seeded_tokens_live_a_day_not_ten_years(tmp_path: Path) -> None:
     from sqlalchemy import create_engine, select
     from sqlalchemy.orm import Session
 
-    from bearerguard import demo
-
+    demo = _demo()
     url = f"sqlite:///{tmp_path / 'demo.db'}"
     env = _private_env(tmp_path)
     subprocess.run(
-        [sys.executable, "-c", f"from bearerguard.demo import create_app; create_app({url!r})"],
+        _create_app(repr(url)),
         env=env,
         check=True,
         timeout=60,
@@ -238,3 +266,48 @@ def test_seeded_tokens_live_a_day_not_ten_years(tmp_path: Path) -> None:
     engine.dispose()
     assert set(demo.SEED_TOKENS) <= set(lifetimes) and "demo-admin" not in lifetimes
     assert set(lifetimes.values()) == {24 * 3600}
+
+
+# -- the package: the issuer without the demo ---------------------------------------------
+
+
+def test_bearerguard_mint_works_without_sqlalchemy(tmp_path: Path) -> None:
+    """The base install has no SQLAlchemy (the ``sqla`` extra): ``bearerguard mint``
+    must not need it, nor the demo app."""
+    code = """
+import io, sys
+sys.modules["sqlalchemy"] = None  # as if not installed: importing it raises ImportError
+from bearerguard import cli
+out = io.StringIO()
+assert cli.main(["mint", "--scope", "profile", "--subject", "carol"], out) == 0
+print(out.getvalue().strip())
+loaded = {name.split(".")[0] for name, module in sys.modules.items() if module is not None}
+assert "sqlalchemy" not in loaded, "mint loaded SQLAlchemy"
+"""
+    env = _private_env(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    key_file = tmp_path / "run" / "bearerguard-demo" / "demo-key.pem"
+    public = serialization.load_pem_private_key(key_file.read_bytes(), None).public_key()
+    claims = jwt.decode(
+        result.stdout.strip(), public, algorithms=["RS256"], audience="bearerguard-demo"
+    )
+    assert (claims["sub"], claims["scope"], claims["iss"]) == (
+        "carol",
+        "profile",
+        "http://127.0.0.1:5000",
+    )
+
+
+def test_the_demo_app_is_not_in_the_package() -> None:
+    """Its seeded tokens are public strings: it must not ship where a server imports it."""
+    assert importlib.util.find_spec("bearerguard.demo") is None
+    import bearerguard
+
+    package = Path(bearerguard.__file__).parent
+    assert not (package / "demo.py").exists()

@@ -21,8 +21,8 @@ import pytest
 from flask import Flask
 
 from bearerguard import ResourceProtector, current_token
-from bearerguard._http import HTTPClient
 from bearerguard.errors import ValidatorUnavailableError
+from bearerguard.transport import HTTPClient
 from bearerguard.validators import IntrospectionTokenValidator
 
 from .jwtkit import loopback_client

@@ -44,8 +44,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from bearerguard import ResourceProtector
-from bearerguard._http import HTTPClient
 from bearerguard.errors import SigningKeysUnavailableError
+from bearerguard.transport import HTTPClient
 from bearerguard.validators.jwt import JWTBearerTokenValidator
 
 from .conftest import FakeClock

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from bearerguard._http import FetchError, HTTPClient
+from bearerguard.transport import FetchError, HTTPClient
 
 from .conftest import fork_while_held
 from .servers import LoopbackServer, Reply, Seen

@@ -20,8 +20,8 @@ import pytest
 from flask import Flask, jsonify
 
 from bearerguard import ResourceProtector, TokenCache, current_token
-from bearerguard._http import HTTPClient
 from bearerguard.errors import UnknownTokenError
+from bearerguard.transport import HTTPClient
 from bearerguard.validators import BearerTokenValidator, IntrospectionTokenValidator
 from bearerguard.validators.introspection import IntrospectionToken
 from bearerguard.validators.jwt import ANY_AUDIENCE

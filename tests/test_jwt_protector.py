@@ -9,8 +9,8 @@ import pytest
 from flask import Flask, jsonify
 
 from bearerguard import ResourceProtector, current_token
-from bearerguard._http import HTTPClient
 from bearerguard.errors import InvalidTokenError
+from bearerguard.transport import HTTPClient
 from bearerguard.validators import BearerTokenValidator
 from bearerguard.validators.base import TokenInfo
 from bearerguard.validators.jwt import JWTBearerTokenValidator

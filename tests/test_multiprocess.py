@@ -1,4 +1,4 @@
-"""Revocation across real worker processes: the demo app under gunicorn.
+"""Revocation across real worker processes: the demo app (examples/demo.py) under gunicorn.
 
 Four sync workers share revocations through the real Redis. Each test first
 makes sure the token is cached in *every* worker (each worker's own
@@ -33,6 +33,9 @@ import redis
 pytestmark = pytest.mark.services
 
 WORKERS = 4
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+#: Creates and seeds the demo's database (examples/demo.py is not in the package).
+SEED = f"import sys; sys.path.insert(0, {str(EXAMPLES)!r}); import demo; demo.create_app()"
 #: The demo's admin token is random per start; the test names one for all workers.
 ADMIN = secrets.token_urlsafe(16)
 
@@ -115,7 +118,7 @@ def gunicorn(tmp_path: Path, redis_url: str, *, preload: bool) -> Iterator[Gunic
     )
     # Seed the database once, so that workers booting side by side do not race.
     subprocess.run(
-        [sys.executable, "-c", "from bearerguard.demo import create_app; create_app()"],
+        [sys.executable, "-c", SEED],
         env={**env, "BEARERGUARD_REDIS_URL": ""},
         check=True,
         timeout=60,
@@ -130,7 +133,8 @@ def gunicorn(tmp_path: Path, redis_url: str, *, preload: bool) -> Iterator[Gunic
         f"--bind=127.0.0.1:{port}",
         "--graceful-timeout=3",
         *(["--preload"] if preload else []),
-        "bearerguard.demo:create_app()",
+        f"--pythonpath={EXAMPLES}",
+        "demo:create_app()",
     ]
     with open(log, "wb") as out:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=out)

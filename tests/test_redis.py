@@ -25,7 +25,8 @@ from flask import Flask, jsonify
 
 from bearerguard import ResourceProtector, TokenCache, ValidatorUnavailableError
 from bearerguard.core.credentials import digest
-from bearerguard.redis import RedisRevocationStore
+from bearerguard.redis import RedisBroadcast, RedisRevocationStore
+from bearerguard.revocation import RevocationStore
 from bearerguard.validators import BearerTokenValidator, JWTBearerTokenValidator, TokenInfo
 
 from .conftest import FakeClock
@@ -99,7 +100,7 @@ def shared(redis_url: str) -> Iterator[Shared]:
     made = Shared(redis_url, f"bg-test:{tag}", f"bg-test:{tag}:", raw, [])
     yield made
     for store in made.stores:
-        store._stop.set()  # all at once: each takes up to a poll (0.25 s) to notice
+        store.broadcast._stop.set()  # all at once: each takes up to a poll (0.25 s) to notice
     for store in made.stores:
         store.close()
     raw.close()
@@ -581,7 +582,55 @@ def test_a_client_object_is_accepted_and_left_open(shared: Shared) -> None:
 
 def test_close_stops_the_subscriber(shared: Shared) -> None:
     store = shared.started()
-    thread = store._thread
+    thread = store.broadcast._thread
     assert thread is not None and thread.is_alive()
     store.close()
     assert not thread.is_alive()
+
+
+# -- the composition the shorthand stands for ---------------------------------------
+
+
+def test_a_store_composed_with_a_broadcast_shares_as_the_shorthand_does(shared: Shared) -> None:
+    """``RevocationStore(broadcast=RedisBroadcast(...))`` and ``RedisRevocationStore``
+    are one deny-list: each enforces what the other revoked, and reports the link."""
+    composed = RevocationStore(
+        broadcast=RedisBroadcast(shared.url, channel=shared.channel, key_prefix=shared.prefix)
+    )
+    try:
+        composed.start()
+        shorthand = shared.started()
+        composed.revoke_token(KEY, LATER)
+        wait_until(lambda: shorthand.is_revoked(KEY, info(), time.time()), what="shorthand hears")
+        shorthand.revoke_subject("alice", time.time())
+        old = info(subject="alice", issued_at=1.0)
+        wait_until(lambda: composed.is_revoked(digest("x"), old, time.time()), what="B hears")
+        stats = composed.stats()
+        assert (stats["connected"], stats["tokens"], stats["messages"]) == (True, 1, 1)
+        assert KEY.hex() in shared.members("token")
+    finally:
+        composed.close()
+
+
+def test_a_composed_store_turns_to_503_after_max_outage(clock: FakeClock) -> None:
+    broadcast = RedisBroadcast(
+        f"redis://127.0.0.1:{_closed_port()}/13", max_outage=30, backoff=(0.02, 0.2)
+    )
+    store = RevocationStore(clock=clock, broadcast=broadcast)
+    try:
+        assert not store.is_revoked(KEY, info(), clock())
+        clock.advance(30)
+        with pytest.raises(ValidatorUnavailableError):
+            store.is_revoked(KEY, info(), clock())
+    finally:
+        store.close()
+
+
+def test_a_broadcast_serves_one_store(redis_url: str) -> None:
+    broadcast = RedisBroadcast(redis_url)
+    try:
+        RevocationStore(broadcast=broadcast)
+        with pytest.raises(ValueError, match="one RevocationStore"):
+            RevocationStore(broadcast=broadcast)
+    finally:
+        broadcast.close()

@@ -20,9 +20,9 @@ import redis
 from flask import Flask
 
 from bearerguard import ResourceProtector, TokenCache, current_token
-from bearerguard._http import HTTPClient
 from bearerguard.errors import InvalidTokenError, UnknownTokenError
 from bearerguard.redis import RedisIntrospectionCache
+from bearerguard.transport import HTTPClient
 from bearerguard.validators import IntrospectionTokenValidator
 from bearerguard.validators.jwt import ANY_AUDIENCE
 

@@ -16,9 +16,11 @@ bounded by the tokens that exist. Revocations that could not be verified (the
 validator was down) are the only ones a caller can make up: they last at most
 ``unverified_lifetime`` and at most ``max_unverified`` of them are kept.
 
-:class:`RevocationStore` keeps them in this process. A shared store (see
-``bearerguard.redis``) subclasses it: the local dicts stay the hot-path copy,
-and the subclass publishes each change and applies the others' changes.
+:class:`RevocationStore` keeps them in this process. Given a ``broadcast``
+(a :class:`Broadcast`, such as :class:`bearerguard.redis.RedisBroadcast`), it
+shares them: the local dicts stay the hot-path copy, the store hands each
+change to the broadcast, and the broadcast applies the other processes'
+changes through the store's ``apply_*`` methods.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import ValidatorUnavailableError
 from .validators.base import TokenInfo
 
-__all__ = ["RevocationStore"]
+__all__ = ["Broadcast", "RevocationStore"]
 
 EvictListener = Callable[[bytes], None]
 RULE_KINDS = ("jti", "sub", "client")
@@ -56,6 +58,25 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+class Broadcast(Protocol):
+    """What a store shares its deny-list through (:class:`~bearerguard.redis.RedisBroadcast`).
+
+    The store calls ``attach`` once, ``publish`` after each local change
+    (kinds ``token``, a digest in hex, ``jti``, ``sub``, ``client``, ``evict``)
+    and ``start`` while its gate is shut. The broadcast applies the others'
+    changes through ``apply_*`` and ``notify``, and keeps the gate,
+    ``store.refuse_after``: checks from that wall-clock time on raise 503
+    (``-inf``: not started in this process; ``inf``: serve whatever happens).
+    """
+
+    def attach(self, store: RevocationStore) -> None: ...  # once; shuts the gate
+    def start(self) -> None: ...  # idempotent per process; on the request path
+    def publish(self, kind: str, value: str, when: float) -> None: ...
+    def stats(self) -> dict[str, Any]: ...  # merged into the store's stats()
+    def close(self) -> None: ...
+    def after_fork(self) -> None: ...  # in a child: forget the parent's thread, shut the gate
+
+
 class RevocationStore:
     """An in-process deny-list of tokens, ``jti``\\ s, subjects and clients.
 
@@ -72,6 +93,9 @@ class RevocationStore:
     :param unverified_lifetime: the longest such a revocation is kept, in
         seconds: by default ``max_token_lifetime``, or 30 days without one.
     :param clock: wall-clock seconds.
+    :param broadcast: shares the deny-list with other processes, e.g.
+        ``RevocationStore(broadcast=RedisBroadcast(url))``; None (the
+        default) keeps it in this process.
     """
 
     def __init__(
@@ -81,6 +105,7 @@ class RevocationStore:
         max_unverified: int = 10_000,
         unverified_lifetime: float | None = None,
         clock: Callable[[], float] = time.time,
+        broadcast: Broadcast | None = None,
     ) -> None:
         self.max_token_lifetime = max_token_lifetime
         self.max_unverified = max_unverified
@@ -97,6 +122,12 @@ class RevocationStore:
         self._listeners: list[EvictListener] = []
         self._next_purge = 0.0
         self.applied = 0
+        #: The gate: from this wall-clock time on, every check raises 503.
+        #: Kept by the broadcast; without one, never shut.
+        self.refuse_after = math.inf
+        self.broadcast = broadcast
+        if broadcast is not None:
+            broadcast.attach(self)
         _stores.add(self)
 
     @property
@@ -121,8 +152,10 @@ class RevocationStore:
         return UNVERIFIED_LIFETIME
 
     def _after_fork(self) -> None:
-        """In a forked child: fresh locks (subclasses restart their threads)."""
+        """In a forked child: fresh locks; the broadcast restarts on first use."""
         self._lock = threading.Lock()
+        if self.broadcast is not None:
+            self.broadcast.after_fork()
 
     def __repr__(self) -> str:
         return (
@@ -137,14 +170,24 @@ class RevocationStore:
 
         ``key`` is the token's digest; a JWS is looked up by the digest of its
         signed content instead (``info.revocation_key``), so no other spelling
-        of its signature escapes a revocation.
+        of its signature escapes a revocation. While the gate is shut: 503
+        (``ValidatorUnavailableError``).
         """
+        if now >= self.refuse_after:
+            self._gate_shut(now)
         until = self.tokens.get(info.revocation_key or key)
         if until is not None and now < until:
             return True
         if not self.has_rules:
             return False
         return self._rule_matches(info, now)
+
+    def _gate_shut(self, now: float) -> None:
+        """Off the hot path: start the broadcast (first use in this process, or
+        after a fork), then refuse if the gate is still shut."""
+        self.start()
+        if now >= self.refuse_after:
+            raise ValidatorUnavailableError("revocation list unavailable")
 
     def _rule_matches(self, info: TokenInfo, now: float) -> bool:
         if info.jti is not None:
@@ -231,7 +274,14 @@ class RevocationStore:
         self.publish("evict", key.hex(), 0.0)
 
     def publish(self, kind: str, value: str, when: float) -> None:
-        """Tell other processes; a no-op for the in-process store."""
+        """Tell other processes, through the broadcast (without one: nothing to do)."""
+        if self.broadcast is not None:
+            self.broadcast.publish(kind, value, when)
+
+    def start(self) -> None:
+        """Start sharing now: subscribe and load (otherwise on first use)."""
+        if self.broadcast is not None:
+            self.broadcast.start()
 
     def apply_token(self, key: bytes, until: float) -> None:
         if until <= self.clock():
@@ -299,6 +349,17 @@ class RevocationStore:
             return self.clients
         raise ValueError(f"unknown revocation kind {kind!r}")
 
+    def snapshot(self) -> dict[str, list[tuple[str, float]]]:
+        """Every entry, by kind, as :meth:`publish` names them: ``token`` (digests
+        in hex, until), ``jti`` (until), ``sub`` and ``client`` (before)."""
+        with self._lock:
+            return {
+                "token": [(key.hex(), until) for key, until in self.tokens.items()],
+                "jti": list(self.jtis.items()),
+                "sub": list(self.subjects.items()),
+                "client": list(self.clients.items()),
+            }
+
     def notify(self, key: bytes) -> None:
         for listener in self._listeners:
             listener(key)
@@ -323,8 +384,9 @@ class RevocationStore:
             self.has_rules = bool(self.jtis or self.subjects or self.clients)
 
     def stats(self) -> dict[str, Any]:
-        """Sizes of the local deny-list and how many entries were applied."""
-        return {
+        """Sizes of the local deny-list, how many entries were applied, and the
+        broadcast's counters (for Redis: connected, pending, outages...)."""
+        counters: dict[str, Any] = {
             "tokens": len(self.tokens),
             "jtis": len(self.jtis),
             "subjects": len(self.subjects),
@@ -332,6 +394,11 @@ class RevocationStore:
             "unverified": len(self.unverified),
             "applied": self.applied,
         }
+        if self.broadcast is not None:
+            counters.update(self.broadcast.stats())
+        return counters
 
     def close(self) -> None:
-        """Release background resources (none here)."""
+        """Stop the broadcast, if any (nothing else to release)."""
+        if self.broadcast is not None:
+            self.broadcast.close()

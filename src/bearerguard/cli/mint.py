@@ -20,9 +20,8 @@ def parse_duration(text: str) -> int:
 
 def cmd_mint(args: argparse.Namespace, out: TextIO) -> int:
     """Print a token signed by the demo issuer's key (kept in a private directory)."""
-    # Imported here: the issuer's key is only loaded (or made) when minting. (The
-    # ignore: bearerguard._demo_issuer lands with the infra branch; drop it then.)
-    from .. import _demo_issuer  # type: ignore[attr-defined,unused-ignore]
+    # Imported here: the issuer's key is only loaded (or made) when minting.
+    from .. import _demo_issuer
 
     token = _demo_issuer.mint(scope=args.scope, expires_in=args.expires, subject=args.subject)
     out.write(token + "\n")

@@ -17,12 +17,12 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, TextIO
 
-from .._http import FetchError
 from ..core.requirements import compile_requirement
 from ..core.routing import peek_jws
 from ..errors import BearerGuardError, ValidatorUnavailableError
 from ..jose.jws import CompactJWS, extract, verify_signature
 from ..jose.keys import VerifyKey
+from ..transport import FetchError
 from ..validators.base import TokenInfo
 from ..validators.jwt import JWTBearerTokenValidator
 from .inspect import relative

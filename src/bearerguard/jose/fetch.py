@@ -16,10 +16,10 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .._http import FetchError, HTTPClient, check_url, default_client
 from .._log import logger, throttled
 from ..core.values import json_object
 from ..errors import SigningKeysUnavailableError, ValidatorUnavailableError
+from ..transport import FetchError, HTTPClient, check_url, default_client
 from .keys import KeySet
 
 __all__ = ["JWKSFetcher", "metadata_urls"]

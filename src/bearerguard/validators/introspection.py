@@ -21,7 +21,6 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, NoReturn, Protocol
 from urllib.parse import quote, urlencode
 
-from .._http import FetchError, HTTPClient, check_url, default_client
 from .._log import throttled
 from ..core.frozen import ReadOnlyClaims, freeze
 from ..errors import (
@@ -34,6 +33,7 @@ from ..errors import (
 # One meaning of "audience" for both validators.
 from ..jose.claims import AnyAudience as _AnyAudience
 from ..jose.claims import audiences_of as _audiences
+from ..transport import FetchError, HTTPClient, check_url, default_client
 from .base import TokenInfo, TokenValidator, describe_token, number_or_none
 
 __all__ = ["AnswerCache", "IntrospectionToken", "IntrospectionTokenValidator"]
@@ -116,7 +116,7 @@ class IntrospectionTokenValidator(TokenValidator):
         servers whose answers carry no ``aud``.
     :param timeout: seconds for the whole exchange.
     :param leeway: seconds of clock skew allowed for ``nbf`` (none for ``exp``).
-    :param http: the :class:`~bearerguard._http.HTTPClient` (connection reuse).
+    :param http: the :class:`~bearerguard.transport.HTTPClient` (connection reuse).
     :param shared_cache: an :class:`AnswerCache` such as
         ``bearerguard.redis.RedisIntrospectionCache``: answers are shared by
         every process, so N workers make one call per token. Entries are

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final
 
-from .._http import HTTPClient
 from ..core.credentials import signed_content_digest
 from ..core.routing import peek_jws
 from ..errors import InvalidTokenError
@@ -32,6 +31,7 @@ from ..jose.keys import (
     VerifyKey,
     allowed_algorithms,
 )
+from ..transport import HTTPClient
 from .base import TokenInfo, TokenValidator, number_or_none
 
 __all__ = ["ANY_AUDIENCE", "RFC9068_CLAIMS", "AccessTokenClaims", "JWTBearerTokenValidator"]
@@ -96,7 +96,7 @@ class JWTBearerTokenValidator(TokenValidator):
         while the endpoint fails.
     :param clock: wall-clock seconds, for the time claims and the key set;
         default the clock of the protector it is registered with.
-    :param http: the :class:`~bearerguard._http.HTTPClient` used for fetches.
+    :param http: the :class:`~bearerguard.transport.HTTPClient` used for fetches.
     """
 
     kind = "jwt"

@@ -1,9 +1,12 @@
-"""The example resource server: ``make demo`` (or ``python -m bearerguard.demo``).
+"""The example resource server: ``make demo`` (or ``python examples/demo.py``).
 
 Runs on its embedded defaults: SQLite opaque tokens seeded for two demo users,
 the in-process cache, and a built-in issuer whose RS256 key signs JWT access
 tokens. ``--check`` starts it, makes the printed requests over real HTTP and
 exits 0 only if every answer is the expected one.
+
+Not part of the installed package: the issuer it trusts is
+``bearerguard._demo_issuer``, which ``bearerguard mint`` also uses.
 
 The key and the SQLite file live in a directory only the current user can
 use (``$XDG_RUNTIME_DIR/bearerguard-demo``, else ``bearerguard-demo-<uid>`` in
@@ -12,9 +15,9 @@ user owns or can write, since whoever plants the key mints admin tokens. The
 admin token is random, made afresh by each ``make demo`` and printed.
 
 ``create_app()`` also runs under a WSGI server, to try workers and Redis:
-``gunicorn 'bearerguard.demo:create_app()'``. It is a demo, never a server
-for real users: its seeded tokens are publicly known strings. Configured by
-the environment:
+``gunicorn --pythonpath examples 'demo:create_app()'``. It is a demo, never a
+server for real users: its seeded tokens are publicly known strings.
+Configured by the environment:
 
 * ``BEARERGUARD_DEMO_DB`` — SQLAlchemy URL (default: a SQLite file in the private directory);
 * ``BEARERGUARD_DEMO_KEY`` — the issuer's key file (default: in the private directory);
@@ -29,23 +32,16 @@ the environment:
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import os
 import secrets
-import stat
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 from typing import Any
 
-import jwt
 from authlib.integrations.sqla_oauth2 import OAuth2TokenMixin
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, jsonify, request
 from sqlalchemy import ForeignKey, Integer, String, create_engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -58,14 +54,15 @@ from sqlalchemy.orm import (
     sessionmaker,
 )
 
-from . import ResourceProtector, current_token
-from .errors import BearerGuardError
-from .sqla import create_bearer_token_validator
-from .validators import JWTBearerTokenValidator
+from bearerguard import ResourceProtector, current_token
+from bearerguard._demo_issuer import AUDIENCE, ISSUER, demo_jwks, mint, private_dir
+from bearerguard.errors import BearerGuardError
+from bearerguard.redis import RedisRevocationStore
+from bearerguard.sqla import create_bearer_token_validator
+from bearerguard.validators import JWTBearerTokenValidator
 
-ISSUER = "http://127.0.0.1:5000"
-AUDIENCE = "bearerguard-demo"
-KID = "demo-1"
+__all__ = ["AUDIENCE", "ISSUER", "SEED_TOKENS", "Token", "User", "create_app", "main", "mint"]
+
 SEED_TOKENS = {
     # token: (user, scope, revoked); the admin token is random (see _admin_token)
     "demo-good": ("alice", "profile email", False),
@@ -97,93 +94,6 @@ class Token(Base, OAuth2TokenMixin):  # type: ignore[misc]
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey(User.id))
     user: Mapped[User] = relationship(User)
-
-
-def _check_private(path: str, *, directory: bool, st: os.stat_result | None = None) -> None:
-    """Refuse ``path`` unless it is this user's own and no one else can write it.
-
-    A key file must not be readable by others either. Symbolic links are
-    refused: one in a shared temp dir could point anywhere.
-    """
-    if not hasattr(os, "getuid"):  # Windows: the temp dir is the user's own
-        return
-    st = st or os.lstat(path)
-    kind = stat.S_ISDIR if directory else stat.S_ISREG
-    others = 0o022 if directory else 0o077
-    if not kind(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & others:
-        raise PermissionError(
-            f"refusing {path}: not a {'directory' if directory else 'file'} of this user's "
-            f"that only they can {'write' if directory else 'read and write'} "
-            f"(mode {stat.filemode(st.st_mode)}, uid {st.st_uid}); remove it, or set "
-            "BEARERGUARD_DEMO_KEY / BEARERGUARD_DEMO_DB"
-        )
-
-
-def private_dir() -> str:
-    """The demo's directory, made 0700 if need be: only this user can use it."""
-    if not hasattr(os, "getuid"):
-        return tempfile.gettempdir()
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    if runtime and os.path.isabs(runtime) and os.path.isdir(runtime):
-        path = os.path.join(runtime, "bearerguard-demo")
-    else:
-        path = os.path.join(tempfile.gettempdir(), f"bearerguard-demo-{os.getuid()}")
-    with contextlib.suppress(FileExistsError):  # then it is checked like any other
-        os.mkdir(path, 0o700)
-    _check_private(path, directory=True)
-    return path
-
-
-def _demo_key() -> rsa.RSAPrivateKey:
-    """The built-in issuer's key: made once per user, shared by every worker
-    and by later ``bearerguard mint`` runs."""
-    path = os.environ.get("BEARERGUARD_DEMO_KEY") or os.path.join(private_dir(), "demo-key.pem")
-    if not os.path.lexists(path):
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".")  # mode 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-        try:
-            os.link(tmp, path)  # atomic: of racing workers, exactly one key wins
-        except FileExistsError:
-            pass
-        finally:
-            os.unlink(tmp)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    with os.fdopen(fd, "rb") as f:
-        _check_private(path, directory=False, st=os.fstat(f.fileno()))
-        loaded = serialization.load_pem_private_key(f.read(), password=None)
-    assert isinstance(loaded, rsa.RSAPrivateKey)
-    return loaded
-
-
-def demo_jwks() -> dict[str, Any]:
-    """The built-in issuer's public keys as a JWKS."""
-    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(_demo_key().public_key()))
-    jwk.update(kid=KID, use="sig", alg="RS256")
-    return {"keys": [jwk]}
-
-
-def mint(scope: str = "profile email", expires_in: int = 600, subject: str = "alice") -> str:
-    """A JWT access token (RFC 9068) from the built-in issuer, for local testing."""
-    now = int(time.time())
-    claims = {
-        "iss": ISSUER,
-        "aud": AUDIENCE,
-        "sub": subject,
-        "client_id": "demo-client",
-        "scope": scope,
-        "iat": now,
-        "exp": now + expires_in,
-        "jti": os.urandom(8).hex(),
-    }
-    headers = {"kid": KID, "typ": "at+jwt"}
-    return jwt.encode(claims, _demo_key(), algorithm="RS256", headers=headers)
 
 
 def _issue(session: Any, value: str, user: User, scope: str, revoked: bool, now: int) -> None:
@@ -282,8 +192,6 @@ def create_app(
 
     revocations = None
     if redis_url:
-        from .redis import RedisRevocationStore
-
         channel = os.environ.get("BEARERGUARD_REDIS_CHANNEL")
         revocations = (
             RedisRevocationStore(redis_url, channel=channel, key_prefix=f"{channel}:")
@@ -296,7 +204,7 @@ def create_app(
         JWTBearerTokenValidator(issuer=ISSUER, audience=AUDIENCE, jwks=demo_jwks())
     )
 
-    app = Flask("bearerguard.demo")
+    app = Flask(__name__)
     app.extensions["bearerguard"] = require_oauth
     app.config["DEMO_ADMIN_TOKEN"] = admin_token
 
@@ -400,7 +308,7 @@ def _check(app: Flask, host: str, port: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bearerguard demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--db", help="SQLAlchemy URL (default: SQLite in a private directory)")
