@@ -320,7 +320,7 @@ def redis_store(ctx: Context) -> Any:
 def fill_denylist(protector: Any, count: int) -> None:
     """Revoke ``count`` tokens that are never sent, through the store's public API
     (``protector.revoke`` stores nothing for a token no validator knows)."""
-    from bearerguard._credentials import digest
+    from bearerguard.core.credentials import digest
 
     until = time.time() + 86400
     for i in range(count):

@@ -47,7 +47,7 @@ def claims_for(i: int, now: int) -> dict[str, Any]:
 
 def fill_cache(cache: Any, size: int, prefix: str) -> list[str]:
     """Put ``size`` real TokenInfos into ``cache``; return a sample of their tokens."""
-    from bearerguard._credentials import digest
+    from bearerguard.core.credentials import digest
     from bearerguard.validators.base import describe_token
 
     now = int(time.time())

@@ -86,7 +86,7 @@ def measure(
 def jwt_memory(n: int) -> MemoryResult:
     """Cached JWTs (EdDSA: the alg does not change what is cached, and it mints fast)."""
     from bearerguard import TokenCache
-    from bearerguard._credentials import digest
+    from bearerguard.core.credentials import digest
     from bearerguard.validators.base import describe_token
 
     from .cases_jwt import bearerguard_jwt_protector
@@ -123,7 +123,7 @@ def opaque_memory(n: int, url: str, table: str) -> MemoryResult:
     from sqlalchemy import select
 
     from bearerguard import ResourceProtector, TokenCache
-    from bearerguard._credentials import digest
+    from bearerguard.core.credentials import digest
     from bearerguard.sqla import create_bearer_token_validator
 
     from .cases_opaque import token_model

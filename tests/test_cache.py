@@ -17,8 +17,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bearerguard._credentials import digest
 from bearerguard.cache import TokenCache
+from bearerguard.core.credentials import digest
 from bearerguard.errors import (
     InvalidTokenError,
     SigningKeysUnavailableError,

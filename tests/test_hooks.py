@@ -22,6 +22,7 @@ from authlib.oauth2.rfc6750.errors import InvalidTokenError as AuthlibInvalidTok
 from flask import Flask, jsonify
 
 from bearerguard import ResourceProtector, current_token
+from bearerguard.core.requirements import compile_requirement
 from bearerguard.rfc6750 import BearerTokenValidator
 from bearerguard.sqla import create_bearer_token_validator
 
@@ -350,7 +351,7 @@ def test_is_expired_with_a_stated_expiry_costs_a_cache_hit_nothing(build: Build)
     assert world.bearer("/info", "fresh").status_code == 200
     cache = world.protector.cache
     assert cache is not None
-    (entry,) = cache._index.values()
+    (entry,) = cache.entries()
     assert entry.info.expiry_check is None and entry.info.expires_at is not None
 
 
@@ -488,14 +489,15 @@ def test_a_hooks_own_oauth2_error_answers_with_its_status_and_code(build: Build)
 
 def test_hooks_nobody_overrides_are_never_attached(build: Build) -> None:
     """No override, no per-request cost: the cached facts carry no hooks and
-    the protector keeps its plain check (a hit is as short as it was)."""
+    the guard answers a hit on the header alone (a hit is as short as it was)."""
     world = build()
     world.issue("a1")
     assert world.bearer("/user", "a1").status_code == 200
-    assert world.protector._check == world.protector._check_plain
+    requirement = compile_requirement("profile", "AND", {})
+    assert world.protector.guard.try_cached("Bearer a1", requirement) is not None
     cache = world.protector.cache
     assert cache is not None
-    assert all(entry.info.hooks is None for entry in cache._index.values())
+    assert all(entry.info.hooks is None for entry in cache.entries())
 
 
 def test_current_token_after_validate_token_is_the_live_row(build: Build) -> None:

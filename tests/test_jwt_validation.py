@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from bearerguard._frozen import FrozenDict, FrozenList
+from bearerguard.core.frozen import FrozenDict, FrozenList
 from bearerguard.errors import InvalidTokenError, TokenExpiredError
 from bearerguard.validators.jwt import (
     ANY_AUDIENCE,

@@ -24,7 +24,7 @@ import redis
 from flask import Flask, jsonify
 
 from bearerguard import ResourceProtector, TokenCache, ValidatorUnavailableError
-from bearerguard._credentials import digest
+from bearerguard.core.credentials import digest
 from bearerguard.redis import RedisRevocationStore
 from bearerguard.validators import BearerTokenValidator, JWTBearerTokenValidator, TokenInfo
 

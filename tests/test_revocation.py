@@ -20,7 +20,7 @@ from sqlalchemy.orm import scoped_session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from bearerguard import ResourceProtector, ValidatorUnavailableError
-from bearerguard._credentials import digest
+from bearerguard.core.credentials import digest
 from bearerguard.revocation import RevocationStore
 from bearerguard.sqla import create_bearer_token_validator
 from bearerguard.validators import BearerTokenValidator, JWTBearerTokenValidator

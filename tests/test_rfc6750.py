@@ -57,7 +57,7 @@ def test_cache_keys_are_hashes_and_repr_lists_no_token() -> None:
     app.test_client().get("/r", headers={"Authorization": f"Bearer {GOOD}"})
     cache = require_oauth.cache
     assert cache is not None and len(cache) == 1
-    assert all(isinstance(k, bytes) and len(k) == 32 for k in cache._index)
+    assert all(isinstance(k, bytes) and len(k) == 32 for k in cache.digests())
     assert GOOD not in repr(cache)
     assert GOOD not in repr(cache._store)
 

@@ -359,13 +359,15 @@ def test_groups_as_related_objects_are_a_clear_403(env: Env) -> None:
 def test_the_cached_row_holds_no_raw_token(env: Env) -> None:
     from sqlalchemy import inspect as sa_inspect
 
-    from bearerguard._credentials import digest
+    from bearerguard.core.credentials import digest
 
     token = env.issue("tok-cached-secret-7f1e")
     refresh = f"refresh-{token}"
     assert env.get("/any", token).status_code == 200
     assert env.require_oauth.cache is not None
-    cached = env.require_oauth.cache._index[digest(token)].info.token
+    entry = env.require_oauth.cache.peek(digest(token), time.time())
+    assert entry is not None
+    cached = entry.info.token
     state = sa_inspect(cached)
     assert state.detached
     assert "access_token" not in state.dict and "refresh_token" not in state.dict

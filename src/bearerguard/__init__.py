@@ -1,8 +1,18 @@
-"""bearerguard: OAuth 2.0 bearer-token protection for Flask APIs.
+"""bearerguard: OAuth 2.0 bearer-token protection for Python APIs.
 
 A drop-in for Authlib's Flask ``ResourceProtector`` that routes tokens to JWT
 or opaque validators, caches validations, and enforces revocation.
+
+The Flask front (``ResourceProtector``, ``current_token``,
+``token_authenticated``) is imported on first use (PEP 562), so
+``import bearerguard.validators`` and the other framework-neutral modules
+never load Flask.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .cache import TokenCache
 from .errors import (
@@ -18,8 +28,10 @@ from .errors import (
     UnsupportedTokenTypeError,
     ValidatorUnavailableError,
 )
-from .protector import ResourceProtector, current_token, token_authenticated
 from .revocation import RevocationStore
+
+if TYPE_CHECKING:
+    from .protector import ResourceProtector, current_token, token_authenticated
 
 __all__ = [
     "BearerGuardError",
@@ -41,3 +53,18 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+#: What the Flask front provides, loaded with it on first access.
+_FLASK_FRONT = frozenset({"ResourceProtector", "current_token", "token_authenticated"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FLASK_FRONT:
+        value = getattr(importlib.import_module(".protector", __name__), name)
+        globals()[name] = value  # later reads skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _FLASK_FRONT)

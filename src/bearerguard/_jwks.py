@@ -23,9 +23,9 @@ from urllib.parse import urlsplit, urlunsplit
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from jwt.algorithms import Algorithm, HMACAlgorithm, get_default_algorithms
 
-from ._credentials import json_object
 from ._http import FetchError, HTTPClient, check_url, default_client
 from ._log import logger, throttled
+from .core.values import json_object
 from .errors import InvalidTokenError, SigningKeysUnavailableError, ValidatorUnavailableError
 
 __all__ = [

@@ -7,11 +7,12 @@ outage under load does not flood the log.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
 from typing import Any
+
+from .core.credentials import digest
 
 logger = logging.getLogger("bearerguard")
 
@@ -22,10 +23,10 @@ _last: dict[str, float] = {}
 _lock = threading.Lock()
 
 
-def fingerprint(token: str | bytes) -> str:
-    """A short, non-reversible name for a token, safe to log."""
-    data = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else token
-    return hashlib.sha256(data).hexdigest()[:12]
+def fingerprint(token: str) -> str:
+    """A short, non-reversible name for a token, safe to log: the start of
+    its digest (the cache key), so records and keys name it alike."""
+    return digest(token).hex()[:12]
 
 
 def throttled(

@@ -13,9 +13,9 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TextIO
 
-from ._credentials import peek_jws
 from ._http import FetchError
 from .cli import printable
+from .core.routing import peek_jws
 from .errors import BearerGuardError, SigningKeysUnavailableError
 from .validators.base import scopes_of
 from .validators.jwt import JWTBearerTokenValidator, _typ_allowed

@@ -35,8 +35,9 @@ from typing import Any
 
 from cachetools import TLRUCache, TTLCache
 
+from .core.stats import CacheStats
+from .core.tokeninfo import TokenInfo
 from .errors import BearerGuardError, InvalidTokenError, ValidatorUnavailableError
-from .validators.base import TokenInfo
 
 __all__ = ["CacheEntry", "TokenCache"]
 
@@ -212,17 +213,27 @@ class TokenCache:
         return len(self._index)
 
     def get(self, key: bytes) -> CacheEntry | None:
-        """The live entry for ``key``, without locking; None on a miss."""
+        """The live entry for ``key``, without locking, counted as a hit; None on a miss."""
         entry = self._index.get(key)
         if entry is not None and self.clock() < entry.deadline:
             self.hits.bump()
             return entry
         return None
 
-    def peek(self, key: bytes) -> CacheEntry | None:
-        """The live entry for ``key``, counting no hit (for ``revoke``)."""
+    def peek(self, key: bytes, now: float) -> CacheEntry | None:
+        """The entry for ``key`` if it is live at ``now``, without locking and
+        counting nothing: the guard's hit path (which counts a hit only once
+        it has checked the deny-list too) and ``revoke``."""
         entry = self._index.get(key)
-        return entry if entry is not None and self.clock() < entry.deadline else None
+        return entry if entry is not None and now < entry.deadline else None
+
+    def digests(self) -> list[bytes]:
+        """The cached digests (never tokens), oldest first: for tests and tools."""
+        return list(self._index)
+
+    def entries(self) -> list[CacheEntry]:
+        """The cached entries, oldest first: for tests and tools."""
+        return list(self._index.values())
 
     def load(self, key: bytes, loader: Callable[[], TokenInfo]) -> TokenInfo:
         """Validate through ``loader`` once for all concurrent callers, and cache.
@@ -324,7 +335,7 @@ class TokenCache:
             self._negative.clear()
             self._flights.clear()
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> CacheStats:
         """Counters: hits, misses, negative hits, evictions, single-flight waits, size."""
         return {
             "hits": self.hits.value,

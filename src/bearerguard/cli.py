@@ -17,7 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from ._credentials import peek_jws
+from .core.routing import peek_jws
 from .validators.base import scopes_of
 
 __all__ = ["main"]

@@ -25,7 +25,6 @@ from authlib.oauth2.rfc6749.errors import MissingAuthorizationError as _AuthlibM
 from authlib.oauth2.rfc6749.errors import UnsupportedTokenTypeError as _AuthlibUnsupported
 from authlib.oauth2.rfc6750.errors import InsufficientScopeError as _AuthlibInsufficient
 from authlib.oauth2.rfc6750.errors import InvalidTokenError as _AuthlibInvalidToken
-from werkzeug.http import quote_header_value
 
 __all__ = [
     "BearerGuardError",
@@ -66,11 +65,14 @@ def _safe_text(value: str) -> str:
 
 
 def _quoted(value: str) -> str:
-    # Werkzeug's WWWAuthenticate leaves token-like values bare (realm=api), but
-    # RFC 7235 §2.2 says a sender MUST quote realm, and RFC 6750's examples
-    # quote every attribute, which is what clients parse. So quote always, with
-    # Werkzeug's escaping of '"' and '\'.
-    return quote_header_value(value, allow_token=False)
+    """``value`` as an RFC 7230 §3.2.6 ``quoted-string``: ``\\`` and ``"``
+    escaped with a backslash, the whole in double quotes.
+
+    Always quoted: Werkzeug's WWWAuthenticate leaves token-like values bare
+    (realm=api), but RFC 7235 §2.2 says a sender MUST quote realm, and RFC
+    6750's examples quote every attribute, which is what clients parse.
+    """
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class BearerGuardError(OAuth2Error):  # type: ignore[misc]

@@ -11,24 +11,32 @@ nothing per request; the latency histogram costs two clock reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from .protector import ResourceProtector
+from .core.stats import GuardStats
 
-__all__ = ["PrometheusMetrics"]
+__all__ = ["Observed", "PrometheusMetrics"]
+
+
+class Observed(Protocol):
+    """What is measured: a ``ResourceProtector``, or any front's ``Guard``."""
+
+    observe_latency: Callable[[float], None] | None
+
+    def stats(self) -> GuardStats: ...
 
 
 class _StatsCollector(Collector):
-    def __init__(self, protector: ResourceProtector, namespace: str) -> None:
+    def __init__(self, protector: Observed, namespace: str) -> None:
         self.protector = protector
         self.ns = namespace
 
-    def collect(self) -> Iterator[Any]:
+    def collect(self) -> Iterator[Metric]:
         stats = self.protector.stats()
         outcomes = CounterMetricFamily(
             f"{self.ns}_validations",
@@ -57,9 +65,9 @@ class _StatsCollector(Collector):
             labels=["validator", "event"],
         )
         for name, counters in sorted(stats["validators"].items()):
-            for event, count in sorted(counters.items()):
-                if isinstance(count, int | float) and not isinstance(count, bool):
-                    validator_events.add_metric([name, event], count)
+            for event, value in sorted(counters.items()):
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    validator_events.add_metric([name, event], value)
         yield validator_events
 
 
@@ -68,7 +76,7 @@ class PrometheusMetrics:
 
     def __init__(
         self,
-        protector: ResourceProtector,
+        protector: Observed,
         *,
         registry: CollectorRegistry = REGISTRY,
         namespace: str = "bearerguard",

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives import serialization
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from jwt.exceptions import InvalidKeyError
 
-from ._credentials import peek_jws
 from ._log import logger, throttled
-from ._requirements import compile_requirement
+from .core.requirements import compile_requirement
+from .core.routing import peek_jws
 from .errors import InsufficientScopeError, InvalidTokenError, TokenExpiredError
 from .validators.base import TokenInfo, is_expired, number_or_none, scopes_of
 from .validators.jwt import RFC9068_CLAIMS, AccessTokenClaims

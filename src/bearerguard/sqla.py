@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -20,10 +20,12 @@ from sqlalchemy import event, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.exc import DetachedInstanceError
 
 from ._log import logger
-from ._requirements import AUTHORIZATION_CLAIMS
-from .validators.base import TokenInfo
+from .core.requirements import AUTHORIZATION_CLAIMS
+from .core.tokeninfo import TokenInfo, register_shared
+from .core.values import values_of
 from .validators.bearer import BearerTokenValidator
 
 __all__ = ["create_bearer_token_validator"]
@@ -56,9 +58,33 @@ def create_bearer_token_validator(session: Any, token_model: type) -> type[Beare
     return SQLAlchemyBearerTokenValidator
 
 
-def prepare_cached_row(
-    validator: BearerTokenValidator, info: TokenInfo, protector: Any
-) -> TokenInfo:
+class _Reattach:
+    """Merges a cached detached copy into ``session`` without a query."""
+
+    __slots__ = ("session",)
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+
+    def __call__(self, copy: Any) -> Any:
+        return self.session.merge(copy, load=False)
+
+    def needed(self, error: Exception) -> bool:
+        # The copy lacks what was read (a lazy relationship, a token column).
+        return isinstance(error, DetachedInstanceError)
+
+
+class _MappedRows:
+    """The :class:`~bearerguard.core.tokeninfo.SharedObjects` of SQLAlchemy rows."""
+
+    def handles(self, token: object) -> bool:
+        return hasattr(type(token), "__mapper__")
+
+    def prepare(self, validator: Any, info: TokenInfo, guard: Any) -> TokenInfo:
+        return prepare_cached_row(validator, info, guard)
+
+
+def prepare_cached_row(validator: BearerTokenValidator, info: TokenInfo, guard: Any) -> TokenInfo:
     """Make a validated ORM row safe to share through the cache.
 
     The cache keeps a detached copy of the row's loaded columns (never a row
@@ -75,24 +101,20 @@ def prepare_cached_row(
     if session is None:
         extension = getattr(type(row), "__fsa__", None)  # a Flask-SQLAlchemy model
         session = getattr(extension, "session", None)
-    if protector is not None:
-        _watch(type(row), protector, validator.token_attribute)
+    if guard is not None:
+        _watch(type(row), guard, validator.token_attribute)
     if session is None:
         return info
-
-    def reattach(copy: Any) -> Any:
-        return session.merge(copy, load=False)
-
     secrets = {validator.token_attribute, *_TOKEN_COLUMNS}
     copy = _detached_copy(row, secrets)
     check = info.expiry_check
     if check is not None and getattr(check, "__self__", None) is row:
         # A hit asks the cached copy, never the row of the request that cached it.
         check = getattr(copy, check.__name__)
-    return dataclasses.replace(info, token=copy, reattach=reattach, expiry_check=check)
+    return dataclasses.replace(info, token=copy, reattach=_Reattach(session), expiry_check=check)
 
 
-def _authorization_claims(row: Any) -> Mapping[str, tuple[str, ...]] | None:
+def _authorization_claims(row: Any) -> Mapping[str, frozenset[str]] | None:
     """The row's ``groups``/``roles``/``entitlements`` as strings, read now.
 
     Read from the live row at validation: on the cached copy (detached), a
@@ -104,16 +126,7 @@ def _authorization_claims(row: Any) -> Mapping[str, tuple[str, ...]] | None:
     names = [name for name in AUTHORIZATION_CLAIMS if hasattr(model, name)]
     if not names:
         return None
-    claims: dict[str, tuple[str, ...]] = {}
-    for name in names:
-        value = getattr(row, name)
-        if isinstance(value, str):
-            claims[name] = tuple(value.split())
-        elif isinstance(value, Iterable):
-            claims[name] = tuple(v for v in value if isinstance(v, str))
-        else:
-            claims[name] = ()
-    return MappingProxyType(claims)
+    return MappingProxyType({name: values_of(getattr(row, name)) for name in names})
 
 
 def _detached_copy(row: Any, secrets: set[str]) -> Any:
@@ -137,7 +150,7 @@ _watch_lock = threading.Lock()
 _watched: dict[type, tuple[str, weakref.WeakSet[Any]]] = {}
 
 
-def _watch(model: type, protector: Any, attribute: str) -> None:
+def _watch(model: type, guard: Any, attribute: str) -> None:
     with _watch_lock:
         if model not in _watched:
             _watched[model] = (attribute, weakref.WeakSet())
@@ -147,13 +160,13 @@ def _watch(model: type, protector: Any, attribute: str) -> None:
             if not event.contains(Session, "after_commit", _after_commit):
                 event.listen(Session, "after_commit", _after_commit)
                 event.listen(Session, "after_rollback", _after_rollback)
-        _watched[model][1].add(protector)
+        _watched[model][1].add(guard)
 
 
 def _evict(model: type, token: str) -> None:
-    _, protectors = _watched[model]
-    for protector in list(protectors):
-        protector.evict(token)
+    _, guards = _watched[model]
+    for guard in list(guards):
+        guard.evict(token)
 
 
 def _row_changed(_mapper: Any, connection: Any, target: Any) -> None:
@@ -199,3 +212,6 @@ def _after_commit(session: Session) -> None:
 
 def _after_rollback(session: Session) -> None:
     session.info.pop(_PENDING, None)
+
+
+register_shared(_MappedRows())

@@ -1,23 +1,20 @@
-"""What every validator gives the protector, and how any token is read.
+"""The base of every validator, and how an Authlib-style token object is read.
 
-A validator turns a token string into a :class:`TokenInfo`: the object the
-view sees as ``current_token`` plus the few facts the hot path needs (scopes,
-expiry, who it belongs to). The protector caches that, so a cache hit never
-calls back into the validator or touches the token object.
+A validator turns a token string into a :class:`TokenInfo` (defined in
+``bearerguard.core.tokeninfo``, re-exported here): the object the view sees
+as ``current_token`` plus the few facts the hot path needs.
 """
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any, ClassVar, Literal
 
+from ..core.tokeninfo import TokenInfo
+from ..core.values import number_or_none, text_or_none, values_of
 from ..errors import InsufficientScopeError
-
-if TYPE_CHECKING:
-    from .._hooks import Policy
 
 __all__ = [
     "TokenInfo",
@@ -29,37 +26,6 @@ __all__ = [
     "text_or_none",
     "unexpired",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class TokenInfo:
-    """A validated token and what the hot path checks on every hit."""
-
-    #: What ``current_token`` resolves to: an ORM row, an object, or a claims mapping.
-    token: Any
-    scopes: frozenset[str]
-    #: Absolute expiry (epoch seconds), or None when the token states none.
-    expires_at: float | None = None
-    subject: str | None = None
-    client_id: str | None = None
-    jti: str | None = None
-    issued_at: float | None = None
-    #: A mapping of claims for ``groups=``/``roles=``/``entitlements=`` checks.
-    claims: Mapping[str, Any] | None = None
-    #: For tokens that only say ``is_expired()``: re-asked on every cache hit.
-    expiry_check: Callable[[], bool] | None = None
-    #: Re-binds a cached ORM row to the current session (see ``bearerguard.sqla``).
-    reattach: Callable[[Any], Any] | None = None
-    #: The latest time (epoch seconds) this validation may be trusted, if it
-    #: ends before the cache's ttl would: a shared answer's own lifetime.
-    cache_until: float | None = None
-    #: The deny-list key, when it is not the token's digest: for a JWS, the
-    #: digest of what is signed, which every spelling of its signature shares
-    #: (see ``bearerguard._credentials.signed_content_digest``).
-    revocation_key: bytes | None = None
-    #: The per-request hooks its validator's subclass overrides; None (the
-    #: usual case) costs a cache hit nothing.
-    hooks: Policy | None = None
 
 
 class TokenValidator:
@@ -136,42 +102,8 @@ class TokenValidator:
         return not any(scopes_of(entry) <= granted for entry in wanted)
 
 
-def scopes_of(value: Any) -> frozenset[str]:
-    """Scopes from a space-separated string (``scope``) or a list (``scp``)."""
-    if not value:
-        return frozenset()
-    if isinstance(value, str):
-        return frozenset(value.split())
-    if isinstance(value, Iterable):
-        return frozenset(s for s in value if isinstance(s, str))
-    return frozenset()
-
-
-#: Beyond 2**53 an integer has no exact float: no time claim is that large.
-_MAX_EXACT = 2**53
-
-
-def number_or_none(value: Any) -> float | None:
-    """A finite number, else None.
-
-    bool is an int, and a claim of ``true`` is not a time; an integer too big
-    for a float, NaN and infinity are not times either (and must not crash).
-    An int in range is returned as it is: the very object in the claims, where
-    a float() copy would cost 24 bytes per cached token and time claim.
-    """
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if type(value) is int:
-        return value if -_MAX_EXACT <= value <= _MAX_EXACT else None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
-def text_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+#: Scopes from a space-separated string (``scope``) or a list (``scp``).
+scopes_of = values_of
 
 
 def scope_text(token: Any) -> str:

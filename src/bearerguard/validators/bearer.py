@@ -11,8 +11,9 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from .._hooks import call_hook
 from .._log import logger, throttled
+from ..core.hooks import call_hook
+from ..core.tokeninfo import prepare_shared
 from ..errors import (
     InsufficientScopeError,
     TokenExpiredError,
@@ -71,9 +72,9 @@ class BearerTokenValidator(TokenValidator):
             return bool(check())
         return bool(getattr(token, "revoked", False))
 
-    def bind(self, protector: Any) -> None:
-        self._protector = protector
-        self.clock = protector.clock
+    def bind(self, guard: Any) -> None:
+        self._guard = guard
+        self.clock = guard.clock
 
     def validate_token(self, token: Any, scopes: Any, request: Any) -> None:
         """Authlib's checks, for an override that calls ``super()``: a token was
@@ -100,15 +101,10 @@ class BearerTokenValidator(TokenValidator):
         info = live
         if call_hook(self.token_revoked, token, on_failure=self.backend_failed):
             raise TokenRevokedError()
-        if hasattr(type(token), "__mapper__"):
-            from .. import sqla  # only reached when SQLAlchemy is installed
-
-            # Reads the row's roles/groups/entitlements: model code, so behind the guard.
-            protector = getattr(self, "_protector", None)
-            info = call_hook(
-                sqla.prepare_cached_row, self, info, protector, on_failure=self.backend_failed
-            )
-        return info
+        # An ORM row is made safe to share (bearerguard.sqla): that reads the
+        # row's roles/groups/entitlements, model code, so behind the guard.
+        guard = getattr(self, "_guard", None)
+        return call_hook(prepare_shared, self, info, guard, on_failure=self.backend_failed)
 
     def token_matches(self, token: Any, token_string: str) -> bool:
         """False when the token found holds another string than the one presented.

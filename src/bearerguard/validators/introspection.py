@@ -21,9 +21,9 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, NoReturn, Protocol
 from urllib.parse import quote, urlencode
 
-from .._frozen import FrozenDict, freeze
 from .._http import FetchError, HTTPClient, check_url, default_client
 from .._log import throttled
+from ..core.frozen import ReadOnlyClaims, freeze
 from ..errors import (
     InvalidTokenError,
     TokenExpiredError,
@@ -49,7 +49,7 @@ class AnswerCache(Protocol):
     def put(self, key: str, value: bytes, ttl: float) -> None: ...
 
 
-class IntrospectionToken(FrozenDict):
+class IntrospectionToken(ReadOnlyClaims):
     """``current_token`` for an introspected token: the server's answer.
 
     A mapping (``current_token["sub"]``, ``current_token.get("username")``)

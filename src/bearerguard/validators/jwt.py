@@ -21,8 +21,6 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final, NoReturn
 
-from .._credentials import b64url_decode, peek_jws, signed_content_digest
-from .._frozen import FrozenDict, freeze
 from .._http import HTTPClient
 from .._jwks import (
     ASYMMETRIC_ALGORITHMS,
@@ -32,6 +30,9 @@ from .._jwks import (
     VerifyKey,
     json_object,
 )
+from ..core.credentials import signed_content_digest
+from ..core.frozen import FrozenDict, ReadOnlyClaims, freeze
+from ..core.routing import b64url_decode, peek_jws
 from ..errors import InvalidTokenError, TokenExpiredError
 from .base import TokenInfo, TokenValidator, number_or_none, scopes_of, text_or_none
 
@@ -69,7 +70,7 @@ class _AnyAudience:
 ANY_AUDIENCE: Final = _AnyAudience()
 
 
-class AccessTokenClaims(FrozenDict):
+class AccessTokenClaims(ReadOnlyClaims):
     """``current_token`` for a JWT: its verified claims, read-only.
 
     A mapping (``current_token["sub"]``) with Authlib's ``get_scope()`` and the

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._hooks import call_hook
-from .errors import InsufficientScopeError
-from .validators.base import TokenInfo
+from ..errors import InsufficientScopeError
+from .hooks import call_hook
+from .tokeninfo import TokenInfo
+from .values import values_of
 
 __all__ = ["AUTHORIZATION_CLAIMS", "Requirement", "ScopeOperator", "compile_requirement"]
 
@@ -69,13 +70,9 @@ class Requirement:
 
 
 def _claim_values(info: TokenInfo, name: str) -> frozenset[str]:
-    source: Any = info.claims if info.claims is not None else None
+    source = info.claims
     value = source.get(name) if isinstance(source, Mapping) else getattr(info.token, name, None)
-    if isinstance(value, str):
-        return frozenset(value.split())
-    if isinstance(value, Iterable):
-        return frozenset(v for v in value if isinstance(v, str))
-    return frozenset()
+    return values_of(value)
 
 
 def _values(name: str, value: Any) -> frozenset[str]:

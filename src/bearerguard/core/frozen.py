@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any, NoReturn
 
-__all__ = ["FrozenDict", "FrozenList", "freeze"]
+__all__ = ["FrozenDict", "FrozenList", "ReadOnlyClaims", "freeze"]
 
 
 #: The JSON values that cannot change (the types ``json`` parses them into).
@@ -97,3 +97,33 @@ def _shell(value: Any, pending: list[tuple[Any, Any]]) -> Any:
         return value  # not JSON: left to the caller
     pending.append((value, shell))
     return shell
+
+
+class ReadOnlyClaims(FrozenDict):
+    """A token's claims as ``current_token`` shows them: a read-only mapping
+    (``current_token["sub"]``) with Authlib's ``get_scope()``.
+
+    The base of the JWT's ``AccessTokenClaims`` and introspection's
+    ``IntrospectionToken``: shared by every request of a cached token, so it
+    refuses changes at any depth; ``dict(token)`` is a private, mutable copy
+    of the top level.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        claims = dict(*args, **kwargs)
+        dict.__init__(self, {name: freeze(value) for name, value in claims.items()})
+
+    def get_scope(self) -> str:
+        """The granted scopes as one space-separated string (``scope`` or ``scp``)."""
+        scope = self.get("scope")
+        if isinstance(scope, str):
+            return scope
+        scp = scope if scope is not None else self.get("scp")
+        if isinstance(scp, list):
+            return " ".join(s for s in scp if isinstance(s, str))
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({dict.__repr__(self)})"

@@ -1,19 +1,32 @@
-"""What ``register_token_validator`` accepts, and how a scheme's credentials are read.
+"""What ``register_token_validator`` accepts, and which validator a token goes to.
 
 Authlib picks a validator by the ``Authorization`` scheme (its
 ``TOKEN_TYPE``, case-insensitively). bearerguard does too; within ``Bearer``
-it routes JWS tokens by issuer and the rest to the opaque validators in order.
+it routes JWS tokens by their unverified ``iss`` (:func:`peek_jws`) and the
+rest to the opaque validators in order.
 """
 
 from __future__ import annotations
 
+import base64
 import re
+from collections.abc import Callable
 from typing import Any
 
-from .errors import InvalidRequestError
-from .validators.base import TokenValidator
+from ..errors import InvalidRequestError
+from ..validators.base import TokenValidator
+from .credentials import signed_content_digest
+from .tokeninfo import TokenInfo
+from .values import json_object
 
-__all__ = ["check_registrable", "scheme_credentials"]
+__all__ = [
+    "b64url_decode",
+    "check_registrable",
+    "jws_entry",
+    "peek_jws",
+    "scheme_credentials",
+    "signed_content_key",
+]
 
 #: RFC 7230 ``token``: what an auth-param name may be.
 _PARAM_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -79,3 +92,52 @@ def scheme_credentials(header: str, schemes: Any, max_length: int) -> tuple[str,
     if len(parts) < 2:
         raise InvalidRequestError("missing credentials in Authorization header")
     return parts[0].lower(), parts[1]
+
+
+def b64url_decode(segment: str) -> bytes:
+    """Base64url without padding (RFC 7515 §2); raises ValueError (binascii.Error)."""
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _json_segment(segment: str) -> dict[str, Any] | None:
+    try:
+        return json_object(b64url_decode(segment))
+    except ValueError:  # binascii.Error
+        return None
+
+
+def peek_jws(token: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
+    """Unverified ``(header, payload)`` of a JWS compact token, else None.
+
+    A token is JWS-shaped when it has three dot-separated segments and its
+    first decodes to a JSON object with ``alg``. The payload is None when it is
+    not a JSON object. Nothing here is trusted: a JWT validator that reuses
+    them (``validate_jws``) checks the segments strictly first.
+    """
+    if token.count(".") != 2:
+        return None
+    head, body, _ = token.split(".")
+    header = _json_segment(head)
+    if header is None or "alg" not in header:
+        return None
+    return header, _json_segment(body)
+
+
+def signed_content_key(token: str) -> bytes:
+    """The deny-list key of a JWS compact token (see ``signed_content_digest``)."""
+    return signed_content_digest(token.rpartition(".")[0])
+
+
+#: How the guard calls a JWT validator: ``(token, header, claims) -> TokenInfo``.
+JwsEntry = Callable[[str, Any, Any], TokenInfo]
+
+
+def jws_entry(validator: TokenValidator) -> JwsEntry:
+    """``validator.validate_jws``, unless a subclass overrides ``validate`` below
+    the class that defines it (to wrap or count it): then ``validate`` runs."""
+    mro = type(validator).__mro__
+    jws_owner = next(k for k in mro if "validate_jws" in vars(k))
+    validate_owner = next(k for k in mro if "validate" in vars(k))
+    if issubclass(jws_owner, validate_owner):
+        return validator.validate_jws
+    return lambda token, _header, _claims: validator.validate(token)

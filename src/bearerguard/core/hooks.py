@@ -25,8 +25,8 @@ from authlib.oauth2.rfc6749.errors import UnsupportedTokenTypeError as _AuthlibU
 from authlib.oauth2.rfc6750.errors import InsufficientScopeError as _AuthlibInsufficient
 from authlib.oauth2.rfc6750.errors import InvalidTokenError as _AuthlibInvalidToken
 
-from ._log import throttled
-from .errors import (
+from .._log import throttled
+from ..errors import (
     BearerGuardError,
     InsufficientScopeError,
     InvalidRequestError,
@@ -35,12 +35,22 @@ from .errors import (
     UnsupportedTokenTypeError,
     ValidatorUnavailableError,
 )
-from .validators.base import TokenInfo, scope_text
+from ..validators.base import scope_text
+from .tokeninfo import TokenInfo
 
 if TYPE_CHECKING:
-    from ._requirements import Requirement
+    from .credentials import Credentials
+    from .requirements import Requirement
 
-__all__ = ["Policy", "adopted", "call_hook", "policy_of", "request_checks", "user_hook"]
+__all__ = [
+    "Policy",
+    "RequestCheck",
+    "adopted",
+    "call_hook",
+    "policy_of",
+    "request_checks",
+    "user_hook",
+]
 
 T = TypeVar("T")
 
@@ -129,27 +139,32 @@ def user_hook(validator: Any, name: str) -> Callable[..., Any] | None:
     return hook
 
 
-def request_checks(validator: Any) -> list[Callable[[Any, Callable[[], Any]], None]]:
-    """The request checks the user wrote, each ``check(flask_request, oauth_request)``.
+#: A per-request check a validator's user wrote: raises to refuse the request.
+RequestCheck = Callable[["Credentials"], None]
 
-    The seed's ``request_invalid(request) -> bool`` gets Flask's request, as
-    it always has; Authlib 1.x's ``validate_request(request)`` gets Authlib's
-    request wrapper (built only when asked for) and raises to refuse.
+
+def request_checks(validator: Any) -> list[RequestCheck]:
+    """The request checks the user wrote, each ``check(credentials)``.
+
+    The seed's ``request_invalid(request) -> bool`` gets the framework's
+    request (Flask's, as it always has); Authlib 1.x's
+    ``validate_request(request)`` gets Authlib's request wrapper (built only
+    when asked for) and raises to refuse.
     """
-    checks: list[Callable[[Any, Callable[[], Any]], None]] = []
+    checks: list[RequestCheck] = []
     request_invalid = user_hook(validator, "request_invalid")
     if request_invalid is not None:
 
-        def seed_check(flask_request: Any, _oauth: Callable[[], Any]) -> None:
-            if call_hook(request_invalid, flask_request):
+        def seed_check(credentials: Credentials) -> None:
+            if call_hook(request_invalid, credentials.request):
                 raise InvalidRequestError()
 
         checks.append(seed_check)
     validate_request = user_hook(validator, "validate_request")
     if validate_request is not None:
 
-        def authlib_check(_flask: Any, oauth_request: Callable[[], Any]) -> None:
-            call_hook(validate_request, oauth_request())
+        def authlib_check(credentials: Credentials) -> None:
+            call_hook(validate_request, credentials.oauth_request())
 
         checks.append(authlib_check)
     return checks

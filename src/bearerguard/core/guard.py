@@ -1,0 +1,421 @@
+"""The guard: which validator a token goes to, the cache in front of them, the
+deny-list behind them, and the counters; no web framework in sight.
+
+A front (``bearerguard.protector`` for Flask, ``bearerguard.starlette``)
+asks :meth:`Guard.try_cached` with the ``Authorization`` header alone, which
+answers the common request (a cached, live, unrevoked token with what the
+view needs) in a handful of steps; when it cannot decide, the front builds
+:class:`~bearerguard.core.credentials.Credentials` and calls
+:meth:`Guard.authorize`, which decides everything else. A refusal is a
+``BearerGuardError``, already counted and stamped with its challenge
+attributes, that :meth:`Guard.render` turns into the same bytes for every front.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from authlib.oauth2 import OAuth2Error
+
+from .._log import logger, throttled
+from ..cache import TokenCache, _Counter
+from ..errors import (
+    BearerGuardError,
+    InsufficientScopeError,
+    InvalidTokenError,
+    MissingTokenError,
+    TokenExpiredError,
+    TokenRevokedError,
+    UnknownTokenError,
+    UnsupportedTokenTypeError,
+    ValidatorUnavailableError,
+)
+from ..revocation import RevocationStore
+from ..validators.base import TokenValidator
+from .credentials import Credentials, digest, parse_authorization, token_of
+from .hooks import Policy, RequestCheck, adopted, call_hook, policy_of, request_checks
+from .requirements import Requirement
+from .revoking import Revoking
+from .routing import (
+    JwsEntry,
+    check_registrable,
+    jws_entry,
+    peek_jws,
+    scheme_credentials,
+    signed_content_key,
+)
+from .stats import GuardStats, validator_stats
+from .tokeninfo import TokenInfo
+
+__all__ = ["Guard", "GuardStats"]
+
+_DEFAULT: Any = object()  # "not given": None means "no cache"
+
+
+class Guard(Revoking):
+    """Bearer-token protection, framework-neutral: registry, routing, cache,
+    deny-list and counters (see ``ResourceProtector`` for the parameters)."""
+
+    def __init__(
+        self,
+        *,
+        realm: str | None = "api",
+        cache: TokenCache | None = _DEFAULT,
+        revocations: RevocationStore | None = None,
+        allow_form_token: bool = False,
+        allow_query_token: bool = False,
+        max_token_length: int = 8192,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.realm = realm
+        self.clock = clock
+        self.cache = TokenCache(clock=clock) if cache is _DEFAULT else cache
+        if self.cache is not None:
+            self.cache.bind(self)  # one guard's validations, never another's
+        self.revocations = revocations if revocations is not None else RevocationStore(clock=clock)
+        self.revocations.add_listener(self._evict_key)
+        self.allow_form_token = allow_form_token
+        self.allow_query_token = allow_query_token
+        self.max_token_length = max_token_length
+        self._jwt: dict[str, TokenValidator] = {}
+        self._jws_entry: dict[str, JwsEntry] = {}
+        self._opaque: list[TokenValidator] = []
+        self._request_checks: list[RequestCheck] = []
+        #: Validators by Authorization scheme (``TOKEN_TYPE``), in registration order.
+        self._schemes: dict[str, list[TokenValidator]] = {}
+        #: The non-Bearer schemes (MAC, ...) and their request checks.
+        self._others: dict[str, list[RequestCheck]] = {}
+        self._policies: dict[int, Policy] = {}
+        self._outcomes: Counter[str] = Counter()
+        self._outcomes_lock = threading.Lock()
+        self._accepted = _Counter()
+        #: Called with each authorization's duration in seconds (metrics); None: not timed.
+        self.observe_latency: Callable[[float], None] | None = None
+
+    # -- configuration ---------------------------------------------------------
+
+    def register_token_validator(self, validator: TokenValidator) -> None:
+        """Add a validator for its ``TOKEN_TYPE`` (``Authorization`` scheme).
+
+        Bearer: JWT validators are keyed by issuer, opaque ones tried in
+        registration order. Other schemes' validators are tried in order.
+        An Authlib validator (not ported) raises TypeError saying what to import.
+        """
+        check_registrable(validator)
+        scheme = validator.TOKEN_TYPE.lower()
+        checks = request_checks(validator)
+        if scheme != "bearer":
+            self._others.setdefault(scheme, []).extend(checks)
+        elif validator.kind == "jwt":
+            if not validator.issuer:
+                raise ValueError("a JWT validator needs an issuer")
+            if validator.issuer in self._jwt:
+                raise ValueError(f"a validator for issuer {validator.issuer!r} is registered")
+            self._jwt[validator.issuer] = validator
+            self._jws_entry[validator.issuer] = jws_entry(validator)
+        else:
+            self._opaque.append(validator)
+        self._schemes.setdefault(scheme, []).append(validator)
+        # Only a hook the user wrote costs anything per request.
+        if scheme == "bearer":
+            self._request_checks.extend(checks)
+        policy = policy_of(validator)
+        if policy is not None:
+            self._policies[id(validator)] = policy
+        validator.bind(self)
+
+    @property
+    def validators(self) -> list[TokenValidator]:
+        """Every registered validator, by scheme then registration order."""
+        return [v for validators in self._schemes.values() for v in validators]
+
+    def validator_for(self, token_type: str) -> TokenValidator:
+        """The first validator registered for ``token_type``, else a stamped
+        :class:`UnsupportedTokenTypeError`."""
+        validators = self._schemes.get(token_type.lower())
+        if not validators:
+            raise self.stamp(UnsupportedTokenTypeError())
+        return validators[0]
+
+    def split_authorization(self, header: str | None) -> tuple[TokenValidator, str]:
+        """``(validator, credentials)`` for an ``Authorization`` header value.
+
+        Raises :class:`MissingTokenError` or :class:`UnsupportedTokenTypeError`;
+        a malformed Bearer header is a 400 (all stamped, none counted).
+        """
+        if not header:
+            raise self.stamp(MissingTokenError())
+        try:
+            found = scheme_credentials(header, self._others, self.max_token_length)
+            if found is None:
+                found = ("bearer", parse_authorization(header, self.max_token_length))
+        except BearerGuardError as error:
+            raise self.stamp(error) from None
+        return self.validator_for(found[0]), found[1]
+
+    # -- the hot path -----------------------------------------------------------
+
+    def try_cached(self, authorization: str | None, requirement: Requirement) -> TokenInfo | None:
+        """The common request, answered from the cache: a plain ``Bearer <token>``
+        header whose token is cached, live, not revoked, and has what
+        ``requirement`` asks (else the counted 403 is raised). None: not
+        decided here (a miss, a hook to run): call :meth:`authorize`.
+
+        The token's syntax is not checked here: only tokens that passed
+        ``parse_authorization`` are ever cached, so a digest found in the cache
+        is one of those. That check is the hit's largest cost for a JWT.
+        """
+        cache = self.cache
+        if cache is None or self._request_checks or self.allow_query_token or self.allow_form_token:
+            return None
+        if (
+            authorization is None
+            or authorization[:7] != "Bearer "
+            or len(authorization) > self.max_token_length + 7
+        ):
+            return None
+        key = digest(authorization[7:])
+        now = self.clock()
+        entry = cache.peek(key, now)
+        if entry is None:
+            return None
+        info = entry.info
+        if info.expiry_check is not None or info.hooks is not None:
+            return None
+        if self.revocations.is_revoked(key, info, now):
+            return None
+        cache.hits.bump()
+        missing = requirement.missing(info)
+        if missing is not None:
+            raise self._refused(requirement.refusal(missing))
+        self._accepted.bump()
+        return info
+
+    def authorize(
+        self, credentials: Credentials, requirement: Requirement, optional: bool = False
+    ) -> TokenInfo | None:
+        """The whole decision for one request: its token found, validated (or
+        taken from the cache), deny-list checked, and held to ``requirement``
+        and the validator's per-request hooks.
+
+        Returns the token's facts (``info.token`` re-attached when a hook
+        needed a live row), or None for a request without credentials when
+        ``optional``. Raises the refusal, counted and stamped.
+        """
+        try:
+            info = self.authenticate(credentials)
+        except MissingTokenError as error:
+            if optional:
+                return None
+            raise self._refused(error) from None
+        except BearerGuardError as error:
+            raise self._refused(error) from None
+        policy = info.hooks
+        try:
+            if policy is None:
+                missing = requirement.missing(info)
+                if missing is not None:
+                    raise requirement.refusal(missing)
+            else:
+                info = self._hooked(info, policy, requirement, credentials)
+        except BearerGuardError as error:
+            if isinstance(error, InsufficientScopeError) and error.scope is None:
+                error.scope = requirement.scope  # a hook's 403 names the scope too
+            raise self._refused(error) from None
+        self._accepted.bump()
+        return info
+
+    def _hooked(
+        self, info: TokenInfo, policy: Policy, requirement: Requirement, credentials: Credentials
+    ) -> TokenInfo:
+        """Run the validator's per-request hooks; ``info`` with a live token if
+        ``validate_token`` needed one (it may read a lazy relationship)."""
+        token, reattach = info.token, info.reattach
+        if reattach is not None and policy.validate_token is not None:
+            token = call_hook(reattach, token)
+            info = dataclasses.replace(info, token=token, reattach=None)
+        policy.check(info, token, requirement, credentials.oauth_request())
+        return info
+
+    def authenticate(self, credentials: Credentials) -> TokenInfo:
+        """Find, validate and deny-list-check the request's token (no scope check)."""
+        if self._others:
+            found = scheme_credentials(
+                credentials.authorization or "", self._others, self.max_token_length
+            )
+            if found is not None:
+                return self._authenticate_scheme(credentials, *found)
+        token = token_of(
+            credentials,
+            max_length=self.max_token_length,
+            query=self.allow_query_token,
+            form=self.allow_form_token,
+        )
+        if self._others and "bearer" not in self._schemes:
+            raise UnsupportedTokenTypeError()
+        for check in self._request_checks:
+            check(credentials)
+        key = digest(token)
+        cache = self.cache
+        entry = cache.get(key) if cache is not None else None
+        if entry is not None:
+            info = entry.info
+            if info.expiry_check is not None and call_hook(info.expiry_check):
+                cache.evict(key)  # type: ignore[union-attr]
+                raise TokenExpiredError()
+        elif cache is not None:
+            info = cache.load(key, lambda: self.validate(token))
+        else:
+            info = self.validate(token)
+        self._check_live(key, info)
+        return info
+
+    def _check_live(self, key: bytes, info: TokenInfo) -> None:
+        """Expiry again, at the instant the deny-list is read, then the deny-list.
+
+        A revocation ends at the token's exp, so a token seen unexpired at the
+        cache lookup, or when a shared validation began, may find its deny-list
+        entry already gone: it must be refused as expired then, not accepted.
+        """
+        now = self.clock()
+        expires_at = info.expires_at
+        if expires_at is not None and now >= expires_at:
+            raise TokenExpiredError()
+        if self.revocations.is_revoked(key, info, now):
+            raise TokenRevokedError()
+
+    def _authenticate_scheme(
+        self, credentials: Credentials, scheme: str, presented: str
+    ) -> TokenInfo:
+        """A non-Bearer scheme (MAC, ...): its validators in order, never cached,
+        since such credentials are bound to the request they sign."""
+        validators = self._schemes[scheme]
+        try:
+            for check in self._others[scheme]:
+                check(credentials)
+            info = self._first_valid(validators, presented)
+            if info.expiry_check is not None and call_hook(info.expiry_check):
+                raise TokenExpiredError()
+            self._check_live(digest(presented), info)
+        except BearerGuardError as error:
+            self.stamp(error, validators[0])
+            raise
+        return info
+
+    # -- validation (cache misses) ------------------------------------------------
+
+    def validate(self, token: str) -> TokenInfo:
+        """Route ``token`` to its validator and check the store's lifetime bound
+        (no cache, no deny-list): what a cache miss stores."""
+        info = self._route(token)
+        limit = self.revocations.max_token_lifetime
+        if limit is not None:
+            _check_lifetime(info, limit)
+        return info
+
+    def _route(self, token: str) -> TokenInfo:
+        jws = peek_jws(token) if self._jwt else None
+        if jws is not None:
+            payload = jws[1]
+            issuer = payload.get("iss") if payload is not None else None
+            entry = self._jws_entry.get(issuer) if isinstance(issuer, str) else None
+            if entry is None or not isinstance(issuer, str):
+                raise InvalidTokenError("untrusted issuer" if payload else "malformed token")
+            # Behind the guard: a validator may call user code (get_jwks, claims_check).
+            info = call_hook(entry, token, jws[0], payload)
+            if info.revocation_key is None:  # a JWT validator of the user's own
+                info = dataclasses.replace(info, revocation_key=signed_content_key(token))
+            return self._with_policy(info, self._jwt[issuer]) if self._policies else info
+        return self._first_valid(self._opaque, token)
+
+    def _first_valid(self, validators: list[TokenValidator], token: str) -> TokenInfo:
+        """The first answer of ``validators`` that knows ``token``."""
+        unavailable: ValidatorUnavailableError | None = None
+        for validator in validators:
+            try:
+                info = call_hook(validator.validate, token)
+            except UnknownTokenError:
+                continue
+            except ValidatorUnavailableError as error:
+                unavailable = error
+                continue
+            return self._with_policy(info, validator) if self._policies else info
+        if unavailable is not None:
+            raise unavailable
+        if not self._schemes:
+            throttled("no-validators", "ResourceProtector has no validator registered")
+        raise UnknownTokenError()
+
+    def _with_policy(self, info: TokenInfo, validator: TokenValidator) -> TokenInfo:
+        policy = self._policies.get(id(validator))
+        return info if policy is None else dataclasses.replace(info, hooks=policy)
+
+    # -- refusals -------------------------------------------------------------------
+
+    def _refused(self, error: BearerGuardError) -> BearerGuardError:
+        """Count and log a refusal, and give it its challenge attributes."""
+        # No exception chain goes out with it: a hook's refusal raised while
+        # handling a driver's error (whose text quotes the token) carries it.
+        error.__cause__ = error.__context__ = None
+        outcome = "missing_token" if isinstance(error, MissingTokenError) else error.error
+        with self._outcomes_lock:
+            self._outcomes[outcome or "refused"] += 1
+        # The rendered description: a hook's own text may hold CR/LF (log injection).
+        logger.debug("refused: %s %s", error.status_code, error.get_error_description())
+        return self.stamp(error)
+
+    def stamp(
+        self, error: BearerGuardError, validator: TokenValidator | None = None
+    ) -> BearerGuardError:
+        """``error`` with the realm and extra attributes of ``validator`` (default:
+        the first registered, as Authlib's ``_default_realm``), else this
+        guard's realm; what an error already carries is kept."""
+        if validator is None:
+            bearer = self._schemes.get("bearer") or self.validators
+            validator = bearer[0] if bearer else None
+        realm = getattr(validator, "realm", None)
+        if error.realm is None:
+            error.realm = realm if realm is not None else self.realm
+        extra = getattr(validator, "extra_attributes", None)
+        if extra and not error.extra_attributes:
+            error.extra_attributes = extra
+        return error
+
+    def render(self, error: OAuth2Error) -> tuple[int, list[tuple[str, str]], bytes]:
+        """``(status, headers, body)`` of the response to a refusal, the same
+        bytes for every front; a foreign ``OAuth2Error`` is adopted first."""
+        refusal = self.stamp(adopted(error))
+        body = json.dumps(dict(refusal.get_body())).encode()
+        return refusal.status_code, refusal.get_headers(), body
+
+    # -- observability ------------------------------------------------------------
+
+    def stats(self) -> GuardStats:
+        """Counters: validations by outcome and error code, cache, revocations,
+        and each validator's own (JWKS fetches, introspection calls, ...)."""
+        with self._outcomes_lock:
+            refused = dict(self._outcomes)
+        return {
+            "validations": {"accepted": self._accepted.value, "refused": refused},
+            "cache": self.cache.stats() if self.cache is not None else None,
+            "revocations_applied": self.revocations.applied,
+            "revocations": self.revocations.stats(),
+            "validators": validator_stats(self.validators),
+        }
+
+
+def _check_lifetime(info: TokenInfo, limit: float) -> None:
+    """Refuse a token that may outlive ``limit`` seconds: a subject or client
+    rule is kept only that long, and must not lapse while a token it covers lives."""
+    if info.expires_at is None:
+        raise InvalidTokenError("token states no expiry")
+    if info.issued_at is None:
+        raise InvalidTokenError("token states no issue time")
+    if info.expires_at - info.issued_at > limit:
+        raise InvalidTokenError("token lifetime exceeds the limit")

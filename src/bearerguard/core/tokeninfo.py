@@ -1,0 +1,111 @@
+"""What a validation leaves in the cache: :class:`TokenInfo`, and the hook
+that makes a framework's object (an ORM row) safe to share through it.
+
+A validator turns a token string into a ``TokenInfo``: the object the view
+sees as ``current_token`` plus the few facts the hot path needs (scopes,
+expiry, who it belongs to). The guard caches that, so a cache hit never calls
+back into the validator or touches the token object.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .hooks import Policy
+
+__all__ = ["Reattach", "SharedObjects", "TokenInfo", "prepare_shared", "register_shared"]
+
+
+class Reattach(Protocol):
+    """Re-binds a cached copy of a token object to this request's resources.
+
+    ``bearerguard.sqla`` gives one for ORM rows: the cache holds a detached
+    copy, and a view's first read of something the copy lacks re-attaches it.
+    """
+
+    def __call__(self, copy: Any) -> Any:
+        """The live object for ``copy`` (merged into the current session)."""
+        ...
+
+    def needed(self, error: Exception) -> bool:
+        """True when ``error``, raised reading an attribute of the copy, means
+        the read needs the live object (SQLAlchemy's DetachedInstanceError)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A validated token and what the hot path checks on every hit."""
+
+    #: What ``current_token`` resolves to: an ORM row, an object, or a claims
+    #: mapping (the user's type, hence ``Any``).
+    token: Any
+    scopes: frozenset[str]
+    #: Absolute expiry (epoch seconds), or None when the token states none.
+    expires_at: float | None = None
+    subject: str | None = None
+    client_id: str | None = None
+    jti: str | None = None
+    issued_at: float | None = None
+    #: A mapping of claims for ``groups=``/``roles=``/``entitlements=`` checks.
+    claims: Mapping[str, Any] | None = None
+    #: For tokens that only say ``is_expired()``: re-asked on every cache hit.
+    expiry_check: Callable[[], bool] | None = None
+    #: Re-binds a cached copy (an ORM row's) to the current request; None for
+    #: tokens that need nothing of the kind.
+    reattach: Reattach | None = None
+    #: The latest time (epoch seconds) this validation may be trusted, if it
+    #: ends before the cache's ttl would: a shared answer's own lifetime.
+    cache_until: float | None = None
+    #: The deny-list key, when it is not the token's digest: for a JWS, the
+    #: digest of what is signed, which every spelling of its signature shares
+    #: (see ``bearerguard.core.credentials.signed_content_digest``).
+    revocation_key: bytes | None = None
+    #: The per-request hooks its validator's subclass overrides; None (the
+    #: usual case) costs a cache hit nothing.
+    hooks: Policy | None = None
+
+
+class SharedObjects(Protocol):
+    """Makes a library's token objects safe to cache (``bearerguard.sqla``)."""
+
+    def handles(self, token: object) -> bool:
+        """True for an object of this library (a mapped row)."""
+        ...
+
+    def prepare(self, validator: Any, info: TokenInfo, guard: Any) -> TokenInfo:
+        """``info`` with a copy safe to share between requests (and threads)."""
+        ...
+
+
+_shared: list[SharedObjects] = []
+#: Modules that register a :class:`SharedObjects` when imported, by the
+#: library they serve: loaded at the first validation once that library is.
+_ADAPTERS = {"sqlalchemy": "bearerguard.sqla"}
+
+
+def register_shared(adapter: SharedObjects) -> None:
+    """Add ``adapter``; called by the module that defines it, when imported."""
+    if adapter not in _shared:
+        _shared.append(adapter)
+
+
+def prepare_shared(validator: Any, info: TokenInfo, guard: Any) -> TokenInfo:
+    """``info`` made safe to share by the adapter that handles its token, if any.
+
+    An adapter module is loaded here, on a cache miss, only once its library
+    is imported: a row of a model mapped by SQLAlchemy exists only then, and
+    the user need not import ``bearerguard.sqla`` to get it handled.
+    """
+    for library, module in _ADAPTERS.items():
+        if library in sys.modules and module not in sys.modules:
+            importlib.import_module(module)
+    for adapter in _shared:
+        if adapter.handles(info.token):
+            return adapter.prepare(validator, info, guard)
+    return info
