@@ -36,7 +36,7 @@ from .jwtkit import AUDIENCE, ISSUER, cached_keypair, jwks, loopback_client, mak
 from .opaquekit import OpaqueValidator, opaque_claims
 from .servers import LoopbackServer, Reply, Seen
 
-FRONTS = ["flask"]
+FRONTS = ["flask", "fastapi", "starlette"]
 KINDS = ["opaque", "database", "jwt", "introspection"]
 
 
@@ -304,7 +304,129 @@ def _flask(kw: dict[str, Any]) -> dict[str, Any]:
     return kw
 
 
-FRONT_BUILDERS: dict[str, Callable[[Any], Client]] = {"flask": flask_front}
+def fastapi_front(protector: Any) -> Client:
+    from fastapi import FastAPI, Security
+
+    app = FastAPI()
+    protector.init_app(app)
+    # Defaults, not Annotated[...]: this module's annotations are strings that
+    # FastAPI would resolve in its globals, where these locals are not.
+    profile, admin_scope = Security(protector("profile")), Security(protector("admin"))
+
+    @app.api_route("/r", methods=["GET", "POST"])
+    async def resource(token: Any = profile) -> dict[str, Any]:
+        return {"sub": _sub(token)}
+
+    @app.get("/admin")
+    async def admin(token: Any = admin_scope) -> dict[str, Any]:
+        return {"ok": True}
+
+    return ASGIClient(app)
+
+
+def starlette_front(protector: Any) -> Client:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    @protector.route("profile")
+    async def resource(request: Request) -> Response:
+        return JSONResponse({"sub": _sub(request.state.token)})
+
+    @protector.route("admin")
+    async def admin(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    routes = [Route("/r", resource, methods=["GET", "POST"]), Route("/admin", admin)]
+    return ASGIClient(Starlette(routes=routes))
+
+
+class ASGIClient:
+    """Starlette's TestClient; a raw ``Authorization`` value goes straight into the
+    ASGI scope instead (httpx refuses to send what the malformed corpus holds)."""
+
+    def __init__(self, app: Any) -> None:
+        from starlette.testclient import TestClient
+
+        self.app = app
+        self.client = TestClient(app)
+
+    def get(self, path: str, headers: Mapping[str, str] | None = None, **kw: Any) -> Answer:
+        return self._request("GET", path, headers, **kw)
+
+    def post(self, path: str, headers: Mapping[str, str] | None = None, **kw: Any) -> Answer:
+        return self._request("POST", path, headers, **kw)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | None,
+        *,
+        query: Any = None,
+        raw_authorization: str | None = None,
+        **kw: Any,
+    ) -> Answer:
+        if raw_authorization is not None:
+            return self._raw(method, path, raw_authorization)
+        response = self.client.request(method, path, headers=headers, params=query, **kw)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        return Answer(response.status_code, response.headers, response.text, body)
+
+    def _raw(self, method: str, path: str, authorization: str) -> Answer:
+        import json
+
+        import anyio
+        from starlette.datastructures import Headers
+
+        try:
+            value = authorization.encode("latin-1")  # as a WSGI server would see it
+        except UnicodeEncodeError:
+            value = authorization.encode("utf-8", "surrogateescape")
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": method,
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"host", b"testserver"), (b"authorization", value)],
+            "client": ("127.0.0.1", 50000),
+            "server": ("testserver", 80),
+        }
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        anyio.run(self.app, scope, receive, send)
+        start = sent[0]
+        text = b"".join(m.get("body", b"") for m in sent[1:]).decode()
+        raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
+        try:
+            body = json.loads(text)
+        except ValueError:
+            body = None
+        return Answer(
+            start["status"], Headers(raw=start["headers"]) if raw else Headers(), text, body
+        )
+
+
+FRONT_BUILDERS: dict[str, Callable[[Any], Client]] = {
+    "flask": flask_front,
+    "fastapi": fastapi_front,
+    "starlette": starlette_front,
+}
 
 
 def make_protector(front: str, **options: Any) -> Any:
