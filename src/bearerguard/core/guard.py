@@ -23,7 +23,7 @@ from typing import Any
 
 from authlib.oauth2 import OAuth2Error
 
-from .._log import logger, throttled
+from .._log import logger
 from ..cache import TokenCache, _Counter
 from ..errors import (
     BearerGuardError,
@@ -32,24 +32,15 @@ from ..errors import (
     MissingTokenError,
     TokenExpiredError,
     TokenRevokedError,
-    UnknownTokenError,
     UnsupportedTokenTypeError,
-    ValidatorUnavailableError,
 )
 from ..revocation import RevocationStore
 from ..validators.base import TokenValidator
 from .credentials import Credentials, digest, parse_authorization, token_of
-from .hooks import Policy, RequestCheck, adopted, call_hook, policy_of, request_checks
+from .hooks import Policy, adopted, call_hook
 from .requirements import Requirement
 from .revoking import Revoking
-from .routing import (
-    JwsEntry,
-    check_registrable,
-    jws_entry,
-    peek_jws,
-    scheme_credentials,
-    signed_content_key,
-)
+from .routing import Router, scheme_credentials
 from .stats import GuardStats, validator_stats
 from .tokeninfo import TokenInfo
 
@@ -83,15 +74,12 @@ class Guard(Revoking):
         self.allow_form_token = allow_form_token
         self.allow_query_token = allow_query_token
         self.max_token_length = max_token_length
-        self._jwt: dict[str, TokenValidator] = {}
-        self._jws_entry: dict[str, JwsEntry] = {}
-        self._opaque: list[TokenValidator] = []
-        self._request_checks: list[RequestCheck] = []
-        #: Validators by Authorization scheme (``TOKEN_TYPE``), in registration order.
-        self._schemes: dict[str, list[TokenValidator]] = {}
-        #: The non-Bearer schemes (MAC, ...) and their request checks.
-        self._others: dict[str, list[RequestCheck]] = {}
-        self._policies: dict[int, Policy] = {}
+        #: The registered validators, and which one a token goes to.
+        self.router = Router()
+        # The router's own containers, read on every request without a hop.
+        self._request_checks = self.router.request_checks
+        self._schemes = self.router.schemes
+        self._others = self.router.others
         self._outcomes: Counter[str] = Counter()
         self._outcomes_lock = threading.Lock()
         self._accepted = _Counter()
@@ -107,33 +95,13 @@ class Guard(Revoking):
         registration order. Other schemes' validators are tried in order.
         An Authlib validator (not ported) raises TypeError saying what to import.
         """
-        check_registrable(validator)
-        scheme = validator.TOKEN_TYPE.lower()
-        checks = request_checks(validator)
-        if scheme != "bearer":
-            self._others.setdefault(scheme, []).extend(checks)
-        elif validator.kind == "jwt":
-            if not validator.issuer:
-                raise ValueError("a JWT validator needs an issuer")
-            if validator.issuer in self._jwt:
-                raise ValueError(f"a validator for issuer {validator.issuer!r} is registered")
-            self._jwt[validator.issuer] = validator
-            self._jws_entry[validator.issuer] = jws_entry(validator)
-        else:
-            self._opaque.append(validator)
-        self._schemes.setdefault(scheme, []).append(validator)
-        # Only a hook the user wrote costs anything per request.
-        if scheme == "bearer":
-            self._request_checks.extend(checks)
-        policy = policy_of(validator)
-        if policy is not None:
-            self._policies[id(validator)] = policy
+        self.router.register(validator)
         validator.bind(self)
 
     @property
     def validators(self) -> list[TokenValidator]:
         """Every registered validator, by scheme then registration order."""
-        return [v for validators in self._schemes.values() for v in validators]
+        return self.router.validators
 
     def validator_for(self, token_type: str) -> TokenValidator:
         """The first validator registered for ``token_type``, else a stamped
@@ -299,7 +267,7 @@ class Guard(Revoking):
         try:
             for check in self._others[scheme]:
                 check(credentials)
-            info = self._first_valid(validators, presented)
+            info = self.router.first_valid(validators, presented)
             if info.expiry_check is not None and call_hook(info.expiry_check):
                 raise TokenExpiredError()
             self._check_live(digest(presented), info)
@@ -313,48 +281,11 @@ class Guard(Revoking):
     def validate(self, token: str) -> TokenInfo:
         """Route ``token`` to its validator and check the store's lifetime bound
         (no cache, no deny-list): what a cache miss stores."""
-        info = self._route(token)
+        info = self.router.route(token)
         limit = self.revocations.max_token_lifetime
         if limit is not None:
             _check_lifetime(info, limit)
         return info
-
-    def _route(self, token: str) -> TokenInfo:
-        jws = peek_jws(token) if self._jwt else None
-        if jws is not None:
-            payload = jws[1]
-            issuer = payload.get("iss") if payload is not None else None
-            entry = self._jws_entry.get(issuer) if isinstance(issuer, str) else None
-            if entry is None or not isinstance(issuer, str):
-                raise InvalidTokenError("untrusted issuer" if payload else "malformed token")
-            # Behind the guard: a validator may call user code (get_jwks, claims_check).
-            info = call_hook(entry, token, jws[0], payload)
-            if info.revocation_key is None:  # a JWT validator of the user's own
-                info = dataclasses.replace(info, revocation_key=signed_content_key(token))
-            return self._with_policy(info, self._jwt[issuer]) if self._policies else info
-        return self._first_valid(self._opaque, token)
-
-    def _first_valid(self, validators: list[TokenValidator], token: str) -> TokenInfo:
-        """The first answer of ``validators`` that knows ``token``."""
-        unavailable: ValidatorUnavailableError | None = None
-        for validator in validators:
-            try:
-                info = call_hook(validator.validate, token)
-            except UnknownTokenError:
-                continue
-            except ValidatorUnavailableError as error:
-                unavailable = error
-                continue
-            return self._with_policy(info, validator) if self._policies else info
-        if unavailable is not None:
-            raise unavailable
-        if not self._schemes:
-            throttled("no-validators", "ResourceProtector has no validator registered")
-        raise UnknownTokenError()
-
-    def _with_policy(self, info: TokenInfo, validator: TokenValidator) -> TokenInfo:
-        policy = self._policies.get(id(validator))
-        return info if policy is None else dataclasses.replace(info, hooks=policy)
 
     # -- refusals -------------------------------------------------------------------
 

@@ -14,11 +14,9 @@ from .._log import fingerprint, logger
 from ..cache import TokenCache
 from ..errors import TokenExpiredError, TokenRevokedError, UnknownTokenError
 from ..revocation import RevocationStore
-from ..validators.base import TokenValidator
 from .credentials import digest
-from .routing import peek_jws, signed_content_key
+from .routing import Router
 from .tokeninfo import TokenInfo
-from .values import number_or_none
 
 __all__ = ["Revoking"]
 
@@ -29,8 +27,7 @@ class Revoking:
     cache: TokenCache | None
     revocations: RevocationStore
     clock: Callable[[], float]
-    _jwt: dict[str, TokenValidator]
-    _opaque: list[TokenValidator]
+    router: Router
 
     def validate(self, token: str) -> TokenInfo:
         raise NotImplementedError  # the guard's miss path
@@ -62,10 +59,10 @@ class Revoking:
         except Exception:  # an outage, a failing hook, a refusal that may pass
             info = None  # handled below, out of the except: nothing chains to it
         if info is None:
-            deny_key = self._revocation_key(key, token_string)
-            self.revocations.revoke_token(
-                deny_key, self._stated_expiry(token_string), verified=False
-            )
+            router = self.router
+            deny_key = router.revocation_key(key, token_string)
+            until = router.stated_expiry(token_string)
+            self.revocations.revoke_token(deny_key, until, verified=False)
         else:
             until = info.expires_at if info.expires_at is not None else math.inf
             self.revocations.revoke_token(info.revocation_key or key, until)
@@ -107,27 +104,3 @@ class Revoking:
     def _evict_key(self, key: bytes) -> None:
         if self.cache is not None:
             self.cache.evict(key)
-
-    def _revocation_key(self, key: bytes, token_string: str) -> bytes:
-        """The deny-list key a validation of ``token_string`` would carry: what
-        the guard sends to a JWT validator is keyed by its signed content."""
-        if self._jwt and peek_jws(token_string) is not None:
-            return signed_content_key(token_string)
-        return key
-
-    def _stated_expiry(self, token_string: str) -> float:
-        """The expiry ``token_string`` states, unverified (inf if it states none)."""
-        jws = peek_jws(token_string)
-        exp = number_or_none(jws[1].get("exp")) if jws is not None and jws[1] is not None else None
-        if exp is not None:
-            return exp
-        for validator in self._opaque:
-            try:
-                peeked = validator.peek_expiry(token_string)
-            except Exception as exc:  # a user's hook, and only a hint: the entry stands
-                name = type(validator).__name__
-                logger.debug("%s.peek_expiry failed (%s)", name, type(exc).__name__)
-                continue
-            if peeked is not None:
-                return peeked
-        return math.inf

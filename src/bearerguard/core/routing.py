@@ -9,17 +9,27 @@ rest to the opaque validators in order.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import math
 import re
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import InvalidRequestError
+from .._log import logger, throttled
+from ..errors import (
+    InvalidRequestError,
+    InvalidTokenError,
+    UnknownTokenError,
+    ValidatorUnavailableError,
+)
 from ..validators.base import TokenValidator
 from .credentials import signed_content_digest
+from .hooks import Policy, RequestCheck, call_hook, policy_of, request_checks
 from .tokeninfo import TokenInfo
-from .values import json_object
+from .values import json_object, number_or_none
 
 __all__ = [
+    "Router",
     "b64url_decode",
     "check_registrable",
     "jws_entry",
@@ -27,6 +37,119 @@ __all__ = [
     "scheme_credentials",
     "signed_content_key",
 ]
+
+
+class Router:
+    """The registered validators, and the one a token goes to.
+
+    Bearer: JWS tokens by their unverified ``iss`` to the JWT validator of
+    that issuer, the rest to the opaque validators in registration order.
+    Other schemes (MAC, ...): their validators in order.
+    """
+
+    def __init__(self) -> None:
+        self.jwt: dict[str, TokenValidator] = {}
+        self._jws_entry: dict[str, JwsEntry] = {}
+        self.opaque: list[TokenValidator] = []
+        #: Validators by Authorization scheme (``TOKEN_TYPE``), in registration order.
+        self.schemes: dict[str, list[TokenValidator]] = {}
+        #: The Bearer validators' request checks the user wrote (usually none).
+        self.request_checks: list[RequestCheck] = []
+        #: The non-Bearer schemes and their request checks.
+        self.others: dict[str, list[RequestCheck]] = {}
+        self._policies: dict[int, Policy] = {}
+
+    def register(self, validator: TokenValidator) -> None:
+        """Add ``validator``, or raise TypeError/ValueError (see :func:`check_registrable`)."""
+        check_registrable(validator)
+        scheme = validator.TOKEN_TYPE.lower()
+        checks = request_checks(validator)
+        if scheme != "bearer":
+            self.others.setdefault(scheme, []).extend(checks)
+        elif validator.kind == "jwt":
+            if not validator.issuer:
+                raise ValueError("a JWT validator needs an issuer")
+            if validator.issuer in self.jwt:
+                raise ValueError(f"a validator for issuer {validator.issuer!r} is registered")
+            self.jwt[validator.issuer] = validator
+            self._jws_entry[validator.issuer] = jws_entry(validator)
+        else:
+            self.opaque.append(validator)
+        self.schemes.setdefault(scheme, []).append(validator)
+        # Only a hook the user wrote costs anything per request.
+        if scheme == "bearer":
+            self.request_checks.extend(checks)
+        policy = policy_of(validator)
+        if policy is not None:
+            self._policies[id(validator)] = policy
+
+    @property
+    def validators(self) -> list[TokenValidator]:
+        """Every registered validator, by scheme then registration order."""
+        return [v for validators in self.schemes.values() for v in validators]
+
+    def route(self, token: str) -> TokenInfo:
+        """Validate a Bearer token with the validator it belongs to."""
+        jws = peek_jws(token) if self.jwt else None
+        if jws is None:
+            return self.first_valid(self.opaque, token)
+        payload = jws[1]
+        issuer = payload.get("iss") if payload is not None else None
+        entry = self._jws_entry.get(issuer) if isinstance(issuer, str) else None
+        if entry is None or not isinstance(issuer, str):
+            raise InvalidTokenError("untrusted issuer" if payload else "malformed token")
+        # Behind the guard: a validator may call user code (get_jwks, claims_check).
+        info = call_hook(entry, token, jws[0], payload)
+        if info.revocation_key is None:  # a JWT validator of the user's own
+            info = dataclasses.replace(info, revocation_key=signed_content_key(token))
+        return self._with_policy(info, self.jwt[issuer]) if self._policies else info
+
+    def first_valid(self, validators: list[TokenValidator], token: str) -> TokenInfo:
+        """The first answer of ``validators`` that knows ``token``."""
+        unavailable: ValidatorUnavailableError | None = None
+        for validator in validators:
+            try:
+                info = call_hook(validator.validate, token)
+            except UnknownTokenError:
+                continue
+            except ValidatorUnavailableError as error:
+                unavailable = error
+                continue
+            return self._with_policy(info, validator) if self._policies else info
+        if unavailable is not None:
+            raise unavailable
+        if not self.schemes:
+            throttled("no-validators", "ResourceProtector has no validator registered")
+        raise UnknownTokenError()
+
+    def _with_policy(self, info: TokenInfo, validator: TokenValidator) -> TokenInfo:
+        policy = self._policies.get(id(validator))
+        return info if policy is None else dataclasses.replace(info, hooks=policy)
+
+    def revocation_key(self, key: bytes, token: str) -> bytes:
+        """The deny-list key a validation of ``token`` would carry (``key``, its
+        digest, but for a JWS a JWT validator gets: keyed by its signed content)."""
+        if self.jwt and peek_jws(token) is not None:
+            return signed_content_key(token)
+        return key
+
+    def stated_expiry(self, token: str) -> float:
+        """The expiry ``token`` states, unverified (inf if it states none)."""
+        jws = peek_jws(token)
+        exp = number_or_none(jws[1].get("exp")) if jws is not None and jws[1] is not None else None
+        if exp is not None:
+            return exp
+        for validator in self.opaque:
+            try:
+                peeked = validator.peek_expiry(token)
+            except Exception as exc:  # a user's hook, and only a hint: the entry stands
+                name = type(validator).__name__
+                logger.debug("%s.peek_expiry failed (%s)", name, type(exc).__name__)
+                continue
+            if peeked is not None:
+                return peeked
+        return math.inf
+
 
 #: RFC 7230 ``token``: what an auth-param name may be.
 _PARAM_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
