@@ -274,19 +274,6 @@ def test_a_guard_or_options_not_both() -> None:
 # -- the import ----------------------------------------------------------------------------
 
 
-def _init_loads_flask() -> bool:
-    code = "import sys, bearerguard; print('flask' in sys.modules)"
-    answer = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
-    )
-    return answer.stdout.strip() == "True"
-
-
-@pytest.mark.xfail(
-    _init_loads_flask(),
-    reason="bearerguard/__init__.py imports the Flask front eagerly (core-split owns it)",
-    strict=True,
-)
 def test_importing_the_asgi_front_loads_neither_flask_nor_fastapi() -> None:
     code = (
         "import json, sys; import bearerguard.starlette; "

@@ -1,34 +1,16 @@
 """The ASGI edge: bearer-token protection for Starlette and FastAPI.
 
-The same :class:`~bearerguard.core.guard.Guard` as the Flask front decides;
-this module only translates. A cache hit is answered on the event loop (a
-dictionary lookup, no I/O); a miss, which may query a database, fetch keys or
-wait for another request's validation of the same token (single-flight), runs
-in a worker thread (``anyio.to_thread``), so the loop never blocks. Refusals
-are :meth:`Guard.render`'s bytes: status, JSON body and ``WWW-Authenticate``
-exactly as the Flask front sends them.
-
-FastAPI (``pip install bearerguard[starlette] fastapi``)::
-
-    require_oauth = ResourceProtector()
-    require_oauth.register_token_validator(JWTBearerTokenValidator(...))
-    app = FastAPI()
-    require_oauth.init_app(app)  # refusals rendered as RFC 6750 says
-
-    @app.get("/me")
-    async def me(token=Security(require_oauth("profile"))):
-        return {"sub": token["sub"]}
-
-Starlette::
-
-    @require_oauth.route("profile")
-    async def me(request):
-        return JSONResponse({"sub": request.state.token["sub"]})
-
-The token is the dependency's value and ``request.state.token`` (the
-validator's object, as Flask's ``current_token``; a cached ORM row is a
-detached copy without its token columns). Importing this module loads
-neither Flask nor FastAPI.
+The Flask front's :class:`~bearerguard.core.guard.Guard` decides; this module
+translates. A cache hit is answered on the event loop (a lookup, no I/O); a
+miss, which may query a database, fetch keys or wait on another request's
+validation of the same token (single-flight), runs in a worker thread
+(``anyio.to_thread``), so the loop never blocks. Refusals are
+:meth:`Guard.render`'s bytes, as the Flask front sends them. FastAPI:
+``token = Security(require_oauth("profile"))`` (and ``init_app(app)``);
+Starlette: ``@require_oauth.route("profile")`` or :class:`BearerMiddleware`,
+the token at ``request.state.token``. A cached ORM row is a detached copy
+without its token columns. Importing this module loads neither Flask nor
+FastAPI. README.md, "FastAPI and Starlette", has runnable examples.
 """
 
 from __future__ import annotations
@@ -47,10 +29,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .cache import TokenCache
 from .core.credentials import Credentials
-from .core.guard import Guard
+from .core.guard import Guard, GuardStats
 from .core.requirements import Requirement, ScopeOperator, compile_requirement
 from .errors import BearerGuardError
+from .revocation import RevocationStore
 from .validators.base import TokenValidator
 
 __all__ = ["BearerMiddleware", "Dependency", "RefusedError", "ResourceProtector"]
@@ -94,11 +78,11 @@ class ResourceProtector:
         self.guard.register_token_validator(validator)
 
     @property
-    def cache(self) -> Any:
+    def cache(self) -> TokenCache | None:
         return self.guard.cache
 
     @property
-    def revocations(self) -> Any:
+    def revocations(self) -> RevocationStore:
         return self.guard.revocations
 
     def revoke(self, token_string: str) -> None:
@@ -116,7 +100,7 @@ class ResourceProtector:
     def evict(self, token_string: str) -> None:
         self.guard.evict(token_string)
 
-    def stats(self) -> Any:
+    def stats(self) -> GuardStats:
         return self.guard.stats()
 
     # -- the request ---------------------------------------------------------------
@@ -209,27 +193,15 @@ class ResourceProtector:
         requirement = compile_requirement(_one_scope(scope, scopes), operator, claims)
 
         def decorator(endpoint: Endpoint | SyncEndpoint) -> Endpoint:
+            run: Endpoint = (
+                endpoint if inspect.iscoroutinefunction(endpoint) else _in_thread(endpoint)  # type: ignore[arg-type]
+            )
+
             @functools.wraps(endpoint)
             async def wrapper(request: Request) -> Response:
                 refusal = await self._refusal(request, requirement, optional)
-                if refusal is not None:
-                    return refusal
-                answer = endpoint(request)
-                if inspect.isawaitable(answer):
-                    return await answer
-                return answer  # pragma: no cover - sync endpoints take the branch below
+                return refusal if refusal is not None else await run(request)
 
-            if not inspect.iscoroutinefunction(endpoint):
-                sync: SyncEndpoint = endpoint  # type: ignore[assignment]
-
-                @functools.wraps(endpoint)
-                async def sync_wrapper(request: Request) -> Response:
-                    refusal = await self._refusal(request, requirement, optional)
-                    if refusal is not None:
-                        return refusal
-                    return await anyio.to_thread.run_sync(sync, request)
-
-                return sync_wrapper
             return wrapper
 
         return decorator
@@ -258,11 +230,6 @@ class ResourceProtector:
         """Make a Starlette or FastAPI app answer the dependency's refusals
         with their RFC 6750 response (status, JSON body, ``WWW-Authenticate``)."""
         app.add_exception_handler(RefusedError, _answer_refusal)
-
-    @property
-    def exception_handlers(self) -> dict[Any, Any]:
-        """For ``FastAPI(exception_handlers=...)``: what :meth:`init_app` adds."""
-        return {RefusedError: _answer_refusal}
 
     def security_scheme(self) -> Any:
         """The FastAPI security scheme (HTTP bearer) operations are listed under."""
@@ -302,20 +269,13 @@ class Dependency:
             from fastapi.security import SecurityScopes
 
             listed = [] if self.scope is None else _words(self.scope)
-            parameter = inspect.Parameter
+            kind, new = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter
+            scheme = Security(self.protector.security_scheme(), scopes=listed)
             self._signature = inspect.Signature(
                 [
-                    parameter("request", parameter.POSITIONAL_OR_KEYWORD, annotation=Request),
-                    parameter(
-                        "security_scopes",
-                        parameter.POSITIONAL_OR_KEYWORD,
-                        annotation=SecurityScopes,
-                    ),
-                    parameter(
-                        "bearer",
-                        parameter.POSITIONAL_OR_KEYWORD,
-                        default=Security(self.protector.security_scheme(), scopes=listed),
-                    ),
+                    new("request", kind, annotation=Request),
+                    new("security_scopes", kind, annotation=SecurityScopes),
+                    new("bearer", kind, default=scheme),  # lists the scopes in /openapi.json
                 ]
             )
         return self._signature
@@ -412,6 +372,15 @@ def _authorization(scope: Scope) -> str | None:
             text = value.decode("latin-1")
             found = text if found is None else f"{found}, {text}"
     return found
+
+
+def _in_thread(endpoint: SyncEndpoint) -> Endpoint:
+    """A sync endpoint run in a worker thread, as Starlette runs one."""
+
+    async def run(request: Request) -> Response:
+        return await anyio.to_thread.run_sync(endpoint, request)
+
+    return run
 
 
 def _words(scope: str | Iterable[str]) -> list[str]:
