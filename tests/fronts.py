@@ -437,6 +437,49 @@ def make_protector(front: str, **options: Any) -> Any:
     return ASGIProtector(**options)
 
 
+# -- the malformed-header corpus: 400 or 401, never anything else ------------------------
+
+GOOD = "good-token.with_all~chars+/=="
+MALFORMED: list[tuple[str, str, int, str | None]] = [
+    ("empty", "", 401, None),
+    ("only-spaces", "   ", 401, None),
+    ("only-tab", "\t", 401, None),
+    ("scheme-only", "Bearer", 400, "invalid_request"),
+    ("scheme-space", "Bearer ", 400, "invalid_request"),
+    ("scheme-many-spaces", "Bearer     ", 400, "invalid_request"),
+    ("scheme-tab-token", "Bearer\tabc", 400, "invalid_request"),
+    ("basic", "Basic dXNlcjpwYXNz", 401, None),
+    ("digest", 'Digest username="x"', 401, None),
+    ("token-no-scheme", GOOD, 401, None),
+    ("bearerx", "BearerX abc", 401, None),
+    ("two-tokens", "Bearer abc def", 400, "invalid_request"),
+    ("two-headers-joined", f"Bearer {GOOD}, Bearer {GOOD}", 400, "invalid_request"),
+    ("comma", "Bearer abc,def", 400, "invalid_request"),
+    ("quoted", 'Bearer "abc"', 400, "invalid_request"),
+    ("nul", "Bearer abc\x00def", 400, "invalid_request"),
+    ("control-char", "Bearer abc\x07", 400, "invalid_request"),
+    ("non-ascii", "Bearer t\u00f6ken", 400, "invalid_request"),
+    ("latin1-high", "Bearer \xff\xfe", 400, "invalid_request"),
+    ("padding-inside", "Bearer ab=cd", 400, "invalid_request"),
+    ("only-padding", "Bearer ===", 400, "invalid_request"),
+    ("semicolon", "Bearer abc;", 400, "invalid_request"),
+    ("auth-params", 'Bearer realm="x"', 400, "invalid_request"),
+    ("100kb", "Bearer " + "a" * 100_000, 400, "invalid_request"),
+    ("over-limit", "Bearer " + "a" * 8193, 400, "invalid_request"),
+    ("huge-junk", "x" * 100_000, 400, "invalid_request"),
+    ("unknown-token", "Bearer abc", 401, "invalid_token"),
+    ("leading-space", f" Bearer {GOOD}", 400, "invalid_request"),
+    ("trailing-tab", f"Bearer {GOOD}\t", 400, "invalid_request"),
+    ("jws-shaped-junk", "Bearer aaa.bbb.ccc", 401, "invalid_token"),
+    ("jws-none-header", "Bearer eyJhbGciOiJub25lIn0.e30.", 401, "invalid_token"),
+    ("dots-only", "Bearer ...", 401, "invalid_token"),
+    ("slashes", "Bearer ////", 401, "invalid_token"),
+    ("percent-encoded", "Bearer abc%20def", 400, "invalid_request"),
+    ("emoji", "Bearer \U0001f600", 400, "invalid_request"),
+    ("crlf-inside", "Bearer abc\r\ndef", 400, "invalid_request"),
+]
+
+
 # -- the fixture --------------------------------------------------------------------------
 
 

@@ -1,7 +1,9 @@
 """RFC 6750 details of the Flask front: the cache's keys, error handlers, the decorator.
 
 The protocol itself (status codes, error codes and challenges over every
-front and validator kind) is tested in ``test_fronts.py``.
+front and validator kind) is tested in ``test_fronts.py``; the few protocol
+tests kept here, over the Flask front and a dict validator, are the ones
+SECURITY.md names (test_security_doc.py checks they exist).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from flask import Flask, jsonify
 
 from bearerguard import ResourceProtector, current_token
 
+from .conftest import FakeClock
+from .fronts import MALFORMED
 from .opaquekit import OpaqueValidator, opaque_claims
 
 GOOD = "good-token.with_all~chars+/=="
@@ -47,6 +51,136 @@ def app() -> Flask:
 
 def challenge(response: Any) -> str:
     return str(response.headers.get("WWW-Authenticate", ""))
+
+
+# -- named by SECURITY.md; test_fronts.py runs each over every front and kind ----------
+
+
+@pytest.mark.parametrize(
+    ("header", "status", "error"),
+    [m[1:] for m in MALFORMED],
+    ids=[m[0] for m in MALFORMED],
+)
+def test_malformed_authorization_headers(header: str, status: int, error: str | None) -> None:
+    app = make_app()[0]
+    environ = {"HTTP_AUTHORIZATION": header}
+    response = app.test_client().get("/r", environ_overrides=environ)
+    assert response.status_code == status
+    assert response.is_json
+    if error is None:
+        assert challenge(response) == 'Bearer realm="api"'
+    else:
+        assert response.json["error"] == error
+        assert f'error="{error}"' in challenge(response)
+    # Nothing from the request is echoed back.
+    body = response.get_data(as_text=True)
+    assert "abc" not in body
+    assert not header.strip() or header.strip() not in body
+
+
+def test_oversized_token_never_reaches_the_validator() -> None:
+    app, _, validator = make_app()
+    app.test_client().get("/r", headers={"Authorization": "Bearer " + "a" * 9000})
+    assert validator.calls == 0
+
+
+def test_query_token_is_off_by_default(app: Flask) -> None:
+    response = app.test_client().get(f"/r?access_token={GOOD}")
+    assert response.status_code == 401
+    assert challenge(response) == 'Bearer realm="api"'
+
+
+def test_form_token_is_off_by_default(app: Flask) -> None:
+    response = app.test_client().post("/r", data={"access_token": GOOD})
+    assert response.status_code == 401
+
+
+def test_cache_hit_never_outlives_exp(clock: FakeClock) -> None:
+    app, _, validator = make_app(clock=clock)
+    validator.tokens["short"] = {"scope": "profile", "exp": clock() + 30, "sub": "c"}
+    client = app.test_client()
+    headers = {"Authorization": "Bearer short"}
+    assert client.get("/r", headers=headers).status_code == 200
+    clock.advance(29)
+    assert client.get("/r", headers=headers).status_code == 200
+    assert validator.calls == 1
+    clock.advance(1)
+    response = client.get("/r", headers=headers)
+    assert response.status_code == 401
+    assert response.json["error_description"] == "token expired"
+
+
+def test_revoke_lasts_until_the_token_would_have_expired(clock: FakeClock) -> None:
+    app, require_oauth, validator = make_app(clock=clock)
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {GOOD}"}
+    assert client.get("/r", headers=headers).status_code == 200
+    require_oauth.revoke(GOOD)
+    exp = validator.tokens[GOOD]["exp"]
+    clock.advance(exp - clock() - 1)
+    assert client.get("/r", headers=headers).json["error_description"] == "token revoked"
+    assert require_oauth.revocations.tokens  # still listed while it could matter
+    clock.advance(2)
+    require_oauth.revocations.purge()
+    assert not require_oauth.revocations.tokens
+
+
+def test_revoke_subject_and_client(clock: FakeClock) -> None:
+    app, require_oauth, validator = make_app(clock=clock)
+    validator.tokens["old"] = {
+        "scope": "profile",
+        "exp": clock() + 600,
+        "sub": "s1",
+        "client_id": "c1",
+        "iat": clock() - 10,
+    }
+    client = app.test_client()
+    assert client.get("/r", headers={"Authorization": "Bearer old"}).status_code == 200
+    require_oauth.revoke_subject("s1")
+    assert client.get("/r", headers={"Authorization": "Bearer old"}).status_code == 401
+    clock.advance(5)
+    validator.tokens["new"] = {
+        "scope": "profile",
+        "exp": clock() + 600,
+        "sub": "s1",
+        "client_id": "c1",
+        "iat": clock(),
+    }
+    assert client.get("/r", headers={"Authorization": "Bearer new"}).status_code == 200
+    require_oauth.revoke_client("c1")
+    assert client.get("/r", headers={"Authorization": "Bearer new"}).status_code == 401
+    assert client.get("/r", headers={"Authorization": f"Bearer {GOOD}"}).status_code == 200
+
+
+def test_backend_failure_is_503_and_not_cached() -> None:
+    class Flaky(OpaqueValidator):
+        down = True
+
+        def authenticate_token(self, token_string: str) -> Any:
+            self.calls += 1
+            if self.down:
+                raise ConnectionError(f"db down while looking up {token_string}")
+            return super().authenticate_token(token_string)
+
+    validator = Flaky({GOOD: {"scope": "profile", "exp": time.time() + 60, "sub": "a"}})
+    require_oauth = ResourceProtector()
+    require_oauth.register_token_validator(validator)
+    app = Flask(__name__)
+
+    @app.route("/r")
+    @require_oauth()
+    def resource() -> Any:
+        return "ok"
+
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {GOOD}"}
+    response = client.get("/r", headers=headers)
+    assert response.status_code == 503
+    assert response.json["error"] == "temporarily_unavailable"
+    assert response.headers["Retry-After"] == "5"
+    assert GOOD not in response.get_data(as_text=True)
+    validator.down = False
+    assert client.get("/r", headers=headers).status_code == 200
 
 
 # -- cache and Flask specifics (the protocol itself: test_fronts.py, over every front) ----
