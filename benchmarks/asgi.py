@@ -87,10 +87,21 @@ def starlette_app(protector: Any | None) -> Any:
 
 
 def fastapi_app(protector: Any | None) -> Any:
-    from fastapi import FastAPI, Security
+    from fastapi import Depends, FastAPI, Security
 
     app = FastAPI()
-    if protector is None:
+    if protector == "noop":  # FastAPI's own price for one async dependency
+
+        async def nothing() -> None:
+            return None
+
+        noop = Depends(nothing)
+
+        @app.get(PATH)
+        async def hello_noop(token: Any = noop) -> dict[str, str]:
+            return {"hello": "world"}
+
+    elif protector is None:
 
         @app.get(PATH)
         async def hello() -> dict[str, str]:
@@ -146,6 +157,11 @@ def build(hit_batch: int = 2000, miss_batch: int = 300) -> list[ASGICase]:
     for framework, make in (("starlette", starlette_app), ("fastapi", fastapi_app)):
         floor = f"asgi.{framework}.floor"
         cases.append(ASGICase(floor, make(None), floor, cycle(["not-checked"]), hit_batch))
+        if framework == "fastapi":
+            noop = make("noop")
+            cases.append(
+                ASGICase("asgi.fastapi.noop-dependency", noop, floor, cycle(["x"]), hit_batch)
+            )
         for kind, protector_of in (("opaque", opaque_protector), ("jwt-es256", jwt_protector)):
             protector, mint = protector_of()
             app = make(protector)
