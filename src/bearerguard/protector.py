@@ -17,7 +17,7 @@ from typing import Any, Generic, Literal, NoReturn, ParamSpec, TypeVar, overload
 from authlib.integrations.flask_oauth2.requests import FlaskJsonRequest
 from authlib.integrations.flask_oauth2.signals import token_authenticated
 from authlib.oauth2 import OAuth2Error
-from flask import Response, g, request
+from flask import Request, Response, g, request
 from werkzeug.exceptions import (
     BadRequest,
     Forbidden,
@@ -44,8 +44,8 @@ T = TypeVar("T")
 # The objects behind Flask's proxies, bound once: ``request.environ`` through
 # the proxy costs about 1.1 us, through its documented _get_current_object
 # about 0.3 us, and a cache hit has about 10 us in all.
-_request_now: Callable[[], Any] = request._get_current_object  # type: ignore[attr-defined]
-_g_now: Callable[[], Any] = g._get_current_object
+_request_now: Callable[[], Request] = request._get_current_object  # type: ignore[attr-defined]
+_g_now: Callable[[], object] = g._get_current_object
 #: Where Authlib keeps the request's token, which ported code may read from g.
 _G_TOKEN = "authlib_server_oauth2_token"
 #: A cached token's TokenInfo while its copy waits to be re-attached (an ORM row).
@@ -185,26 +185,21 @@ class ResourceProtector:
         """Counters: validations, cache, revocations, validators (:class:`GuardStats`)."""
         return self.guard.stats()
 
-    # -- revocation: the guard's (see :meth:`Guard.revoke`) -------------------------
+    # -- revocation: the guard's (see :class:`~bearerguard.core.revoking.Revoking`)
 
     def revoke(self, token_string: str) -> None:
-        """Refuse ``token_string`` from the next request on (:meth:`Guard.revoke`)."""
         self.guard.revoke(token_string)
 
     def revoke_jti(self, jti: str, exp: float) -> None:
-        """Refuse every token with this ``jti`` until ``exp``."""
         self.guard.revoke_jti(jti, exp)
 
     def revoke_subject(self, subject: str, before: float | None = None) -> None:
-        """Refuse every token of ``subject`` issued up to ``before`` (default: now)."""
         self.guard.revoke_subject(subject, before)
 
     def revoke_client(self, client_id: str, before: float | None = None) -> None:
-        """Refuse every token of ``client_id`` issued up to ``before`` (default: now)."""
         self.guard.revoke_client(client_id, before)
 
     def evict(self, token_string: str) -> None:
-        """Forget a cached validation everywhere (the token changed), without refusing it."""
         self.guard.evict(token_string)
 
     # -- Authlib's methods ----------------------------------------------------------
@@ -258,7 +253,7 @@ class ResourceProtector:
         *,
         scopes: str | Iterable[str] | None = None,
         optional: bool = False,
-        **claims: Any,
+        **claims: str | Iterable[str] | None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
     def __call__(
@@ -268,7 +263,7 @@ class ResourceProtector:
         *,
         scopes: Any = None,
         optional: bool = False,
-        **claims: Any,
+        **claims: str | Iterable[str] | None,
     ) -> Any:
         """Decorate a view: ``@require_oauth('profile email', 'OR')``.
 
@@ -280,32 +275,34 @@ class ResourceProtector:
         if callable(scope) and not isinstance(scope, str | list | tuple):
             return self()(scope)  # bare @require_oauth
         requirement = compile_requirement(_one_scope(scope, scopes), operator, claims)
+        return functools.partial(self._decorate, requirement, optional)
 
-        def decorator(view: Callable[P, R]) -> Callable[P, R]:
-            if inspect.iscoroutinefunction(view):
-                async_view: Callable[P, Awaitable[Any]] = view
-
-                @functools.wraps(view)
-                async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-                    try:
-                        self._authorize(requirement, optional)
-                    except OAuth2Error as error:
-                        self.raise_error_response(error)
-                    return await async_view(*args, **kwargs)
-
-                return async_wrapper  # type: ignore[return-value]
+    def _decorate(
+        self, requirement: Requirement, optional: bool, view: Callable[P, R]
+    ) -> Callable[P, R]:
+        """``view`` behind the guard; a coroutine view stays a coroutine."""
+        if inspect.iscoroutinefunction(view):
+            async_view: Callable[P, Awaitable[Any]] = view
 
             @functools.wraps(view)
-            def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 try:
                     self._authorize(requirement, optional)
                 except OAuth2Error as error:
                     self.raise_error_response(error)
-                return view(*args, **kwargs)
+                return await async_view(*args, **kwargs)
 
-            return wrapper
+            return async_wrapper  # type: ignore[return-value]
 
-        return decorator
+        @functools.wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                self._authorize(requirement, optional)
+            except OAuth2Error as error:
+                self.raise_error_response(error)
+            return view(*args, **kwargs)
+
+        return wrapper
 
     @contextmanager
     def acquire(
@@ -314,7 +311,7 @@ class ResourceProtector:
         operator: str | ScopeOperator = "AND",
         *,
         scopes: str | Iterable[str] | None = None,
-        **claims: Any,
+        **claims: str | Iterable[str] | None,
     ) -> Iterator[Any]:
         """``with require_oauth.acquire('profile') as token:`` inside a view.
 
@@ -330,7 +327,7 @@ class ResourceProtector:
         self,
         scopes: str | Iterable[str] | None = None,
         operator: str | ScopeOperator = "AND",
-        **claims: Any,
+        **claims: str | Iterable[str] | None,
     ) -> Any:
         """Authorize this request and return its token, re-attached if it is an ORM row.
 
@@ -400,7 +397,9 @@ class ResourceProtector:
         )
 
 
-def _one_scope(scope: Any, scopes: Any) -> Any:
+def _one_scope(
+    scope: str | Iterable[str] | None, scopes: str | Iterable[str] | None
+) -> str | Iterable[str] | None:
     """``scope`` (bearerguard's, positional) or ``scopes=`` (Authlib's keyword)."""
     if scopes is None:
         return scope
@@ -409,10 +408,10 @@ def _one_scope(scope: Any, scopes: Any) -> Any:
     return scopes
 
 
-def _oauth_request() -> Any:
+def _oauth_request() -> FlaskJsonRequest:
     """Authlib's wrapper of this request, for Authlib 1.x hooks: one per request."""
     current = _g_now()
-    wrapped = getattr(current, _G_OAUTH_REQUEST, None)
+    wrapped: FlaskJsonRequest | None = getattr(current, _G_OAUTH_REQUEST, None)
     if wrapped is None:
         wrapped = FlaskJsonRequest(_request_now())
         setattr(current, _G_OAUTH_REQUEST, wrapped)

@@ -23,9 +23,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import DetachedInstanceError
 
 from ._log import logger
+from .core.guard import Guard
 from .core.requirements import AUTHORIZATION_CLAIMS
 from .core.tokeninfo import TokenInfo, register_shared
 from .core.values import values_of
+from .validators.base import TokenValidator
 from .validators.bearer import BearerTokenValidator
 
 __all__ = ["create_bearer_token_validator"]
@@ -80,7 +82,9 @@ class _MappedRows:
     def handles(self, token: object) -> bool:
         return hasattr(type(token), "__mapper__")
 
-    def prepare(self, validator: Any, info: TokenInfo, guard: Any) -> TokenInfo:
+    def prepare(self, validator: TokenValidator, info: TokenInfo, guard: Guard | None) -> TokenInfo:
+        if not isinstance(validator, BearerTokenValidator):
+            return info  # only a store lookup returns rows
         return prepare_cached_row(validator, info, guard)
 
 
@@ -147,10 +151,10 @@ def _detached_copy(row: Any, secrets: set[str]) -> Any:
 # -- eviction on commit ----------------------------------------------------------
 
 _watch_lock = threading.Lock()
-_watched: dict[type, tuple[str, weakref.WeakSet[Any]]] = {}
+_watched: dict[type, tuple[str, weakref.WeakSet[Guard]]] = {}
 
 
-def _watch(model: type, guard: Any, attribute: str) -> None:
+def _watch(model: type, guard: Guard, attribute: str) -> None:
     with _watch_lock:
         if model not in _watched:
             _watched[model] = (attribute, weakref.WeakSet())

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from ..validators.base import TokenValidator
+    from .guard import Guard
     from .hooks import Policy
 
 __all__ = ["Reattach", "SharedObjects", "TokenInfo", "prepare_shared", "register_shared"]
@@ -78,7 +80,7 @@ class SharedObjects(Protocol):
         """True for an object of this library (a mapped row)."""
         ...
 
-    def prepare(self, validator: Any, info: TokenInfo, guard: Any) -> TokenInfo:
+    def prepare(self, validator: TokenValidator, info: TokenInfo, guard: Guard | None) -> TokenInfo:
         """``info`` with a copy safe to share between requests (and threads)."""
         ...
 
@@ -95,7 +97,7 @@ def register_shared(adapter: SharedObjects) -> None:
         _shared.append(adapter)
 
 
-def prepare_shared(validator: Any, info: TokenInfo, guard: Any) -> TokenInfo:
+def prepare_shared(validator: TokenValidator, info: TokenInfo, guard: Guard | None) -> TokenInfo:
     """``info`` made safe to share by the adapter that handles its token, if any.
 
     An adapter module is loaded here, on a cache miss, only once its library

@@ -10,11 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..core.tokeninfo import TokenInfo
 from ..core.values import number_or_none, text_or_none, values_of
 from ..errors import InsufficientScopeError
+
+if TYPE_CHECKING:
+    from ..core.guard import Guard
 
 __all__ = [
     "TokenInfo",
@@ -52,8 +55,9 @@ class TokenValidator:
         self.realm = realm
         self.extra_attributes = extra_attributes
 
-    def bind(self, protector: Any) -> None:
-        """Called once by ``register_token_validator``; a hook for set-up."""
+    def bind(self, guard: Guard) -> None:
+        """Called once by ``register_token_validator`` with the guard that
+        routes tokens here (its ``clock``, ``evict``...); a hook for set-up."""
 
     def validate(self, token_string: str) -> TokenInfo:
         """Check ``token_string`` and describe it, or raise a ``BearerGuardError``."""

@@ -9,7 +9,7 @@ import: Authlib 1.x's hooks (``authenticate_token``, ``validate_request``,
 from __future__ import annotations
 
 import hmac
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._log import logger, throttled
 from ..core.hooks import call_hook
@@ -20,6 +20,10 @@ from ..errors import (
     TokenRevokedError,
     UnknownTokenError,
 )
+
+if TYPE_CHECKING:
+    from ..core.guard import Guard
+
 from .base import TokenInfo, TokenValidator, describe_token, scope_text, unexpired
 
 __all__ = ["BearerTokenValidator"]
@@ -72,8 +76,8 @@ class BearerTokenValidator(TokenValidator):
             return bool(check())
         return bool(getattr(token, "revoked", False))
 
-    def bind(self, guard: Any) -> None:
-        self._guard = guard
+    def bind(self, guard: Guard) -> None:
+        self._guard: Guard | None = guard
         self.clock = guard.clock
 
     def validate_token(self, token: Any, scopes: Any, request: Any) -> None:
@@ -103,7 +107,7 @@ class BearerTokenValidator(TokenValidator):
             raise TokenRevokedError()
         # An ORM row is made safe to share (bearerguard.sqla): that reads the
         # row's roles/groups/entitlements, model code, so behind the guard.
-        guard = getattr(self, "_guard", None)
+        guard = getattr(self, "_guard", None)  # None until registered
         return call_hook(prepare_shared, self, info, guard, on_failure=self.backend_failed)
 
     def token_matches(self, token: Any, token_string: str) -> bool:
