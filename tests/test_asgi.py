@@ -241,6 +241,28 @@ def test_the_middleware_protects_every_route(clock: FakeClock) -> None:
     assert client.get("/a", headers={"Authorization": f"Bearer {narrow}"}).status_code == 403
 
 
+def test_the_middleware_refuses_websockets_it_cannot_vouch_for(clock: FakeClock) -> None:
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    protector, validator = _protector(clock)
+
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("unprotected")
+        await websocket.close()
+
+    middleware = [Middleware(BearerMiddleware, protector=protector, scope="profile")]
+    client = TestClient(Starlette(routes=[WebSocketRoute("/ws", echo)], middleware=middleware))
+    token = validator.issue()
+    with (
+        pytest.raises(WebSocketDisconnect) as closed,
+        client.websocket_connect("/ws", headers={"Authorization": f"Bearer {token}"}) as ws,
+    ):
+        ws.receive_text()
+    assert closed.value.code == 1008
+
+
 def test_the_middleware_refuses_form_tokens_at_set_up() -> None:
     protector = ResourceProtector(allow_form_token=True)
     with pytest.raises(ValueError, match="form tokens"):

@@ -331,7 +331,9 @@ class BearerMiddleware:
 
     Example: ``app.add_middleware(BearerMiddleware, protector=require_oauth,
     scope="profile")``. The token is ``request.state.token``. Form-encoded
-    tokens are not read here (the body belongs to the app).
+    tokens are not read here (the body belongs to the app). A WebSocket
+    handshake is refused (closed with 1008, which servers send as 403): this
+    middleware does not vouch for it, and must not let it past unchecked.
     """
 
     def __init__(
@@ -352,7 +354,10 @@ class BearerMiddleware:
         self.optional = optional
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] == "websocket":  # fail closed
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":  # lifespan
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
