@@ -15,13 +15,23 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import cases_introspection, cases_jwt, cases_opaque, chart, growth, load, memory, report
+from . import (
+    asgi,
+    cases_introspection,
+    cases_jwt,
+    cases_opaque,
+    chart,
+    growth,
+    load,
+    memory,
+    report,
+)
 from .apps import make_app
 from .config import PROFILES, Context, profile
 from .harness import Case, Feed, Group, Skip, progress, run_group, time_batch
 
 RESULTS = Path(__file__).parent / "results"
-SECTIONS = ("main", "growth", "memory", "load")
+SECTIONS = ("main", "asgi", "growth", "memory", "load")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -147,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
             group = select(build_main(ctx), args.only)
             measure(ctx, group)
             groups.append(group)
+        if "asgi" in sections:
+            progress("asgi: Starlette and FastAPI apps in-process, against their bare floors")
+            extra["asgi"] = asgi.measure(ctx.profile.rounds, ctx.profile.warmup)
         if "growth" in sections:
             for make in growth_groups(ctx):
                 group = select(make(), args.only)
@@ -172,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     doc = report.document(meta, groups, extra)
     print(report.header(meta))
     print(report.table(doc))
+    if "asgi" in extra:
+        print("\n" + asgi.table(extra["asgi"]))
     print(report.goals_text(doc))
     return write(doc, args, started)
 

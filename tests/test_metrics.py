@@ -3,23 +3,20 @@
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from flask import Flask
 from prometheus_client import CollectorRegistry, generate_latest
 
 from bearerguard import ResourceProtector
 from bearerguard.metrics import PrometheusMetrics
-from bearerguard.validators import BearerTokenValidator, JWTBearerTokenValidator
+from bearerguard.validators import JWTBearerTokenValidator
 
 from .jwtkit import Keypair, make_token
+from .opaquekit import OpaqueValidator, opaque_claims
 
 
-class DictValidator(BearerTokenValidator):
-    def authenticate_token(self, token_string: str) -> Any:
-        if token_string == "good":
-            return {"scope": "read", "exp": time.time() + 600, "sub": "s"}
-        return None
+def knows_good() -> OpaqueValidator:
+    return OpaqueValidator({"good": opaque_claims(scope="read", exp=time.time() + 600, sub="s")})
 
 
 def make_app(protector: ResourceProtector) -> Flask:
@@ -42,7 +39,7 @@ def exercise(app: Flask) -> None:
 
 def test_stats_count_outcomes_and_cache_events() -> None:
     protector = ResourceProtector()
-    protector.register_token_validator(DictValidator())
+    protector.register_token_validator(knows_good())
     exercise(make_app(protector))
     protector.revoke("good")
     stats = protector.stats()
@@ -76,7 +73,7 @@ def test_stats_include_validator_counters() -> None:
 
 def test_prometheus_exposition() -> None:
     protector = ResourceProtector()
-    protector.register_token_validator(DictValidator())
+    protector.register_token_validator(knows_good())
     registry = CollectorRegistry()
     PrometheusMetrics(protector, registry=registry)
     exercise(make_app(protector))

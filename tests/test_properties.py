@@ -52,6 +52,7 @@ from .conftest import FakeClock
 from .jwtkit import AUDIENCE, ISSUER, Keypair, b64url, cached_keypair, jwks, make_token
 from .jwtkit import loopback_client as _loopback_client
 from .models import Base, Token
+from .opaquekit import OpaqueValidator, opaque_claims
 from .servers import LoopbackServer, Reply, Seen
 
 NOW = 1_800_000_000.0
@@ -101,11 +102,9 @@ _OWN_TEXT = (
 # -- the app under test ------------------------------------------------------------
 
 
-class DictValidator(BearerTokenValidator):
-    def authenticate_token(self, token_string: str) -> Any:
-        if token_string in DICT_TOKENS:
-            return {"scope": "profile email", "exp": NOW + 3600, "sub": "dict-user"}
-        return None
+def dict_validator() -> OpaqueValidator:
+    record = opaque_claims(scope="profile email", exp=NOW + 3600, sub="dict-user")
+    return OpaqueValidator({token: dict(record) for token in DICT_TOKENS})
 
 
 class AuthServer:
@@ -164,7 +163,7 @@ def scene() -> Iterator[Scene]:
     protector.register_token_validator(
         JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(EC, RSA), leeway=LEEWAY)
     )
-    protector.register_token_validator(DictValidator())
+    protector.register_token_validator(dict_validator())
     protector.register_token_validator(create_bearer_token_validator(session, Token)())
     protector.register_token_validator(
         IntrospectionTokenValidator(
@@ -806,7 +805,7 @@ def _revoking_app() -> tuple[ResourceProtector, Any, FakeClock]:
     clock = FakeClock(NOW)
     protector = ResourceProtector(clock=clock)
     protector.register_token_validator(JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(EC)))
-    protector.register_token_validator(DictValidator())
+    protector.register_token_validator(dict_validator())
     return protector, _views(protector).test_client(), clock
 
 

@@ -1,0 +1,412 @@
+"""The ASGI edge: bearer-token protection for Starlette and FastAPI.
+
+The Flask front's :class:`~bearerguard.core.guard.Guard` decides; this module
+translates. A cache hit is answered on the event loop (a lookup, no I/O); a
+miss, which may query a database, fetch keys or wait on another request's
+validation of the same token (single-flight), runs in a worker thread
+(``anyio.to_thread``), so the loop never blocks. Refusals are
+:meth:`Guard.render`'s bytes, as the Flask front sends them. FastAPI:
+``token = Security(require_oauth("profile"))`` (and ``init_app(app)``);
+Starlette: ``@require_oauth.route("profile")`` or :class:`BearerMiddleware`,
+the token at ``request.state.token``. A cached ORM row is a detached copy
+without its token columns. Importing this module loads neither Flask nor
+FastAPI. README.md, "FastAPI and Starlette", has runnable examples.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Literal, TypeAlias, overload
+from urllib.parse import parse_qs
+
+import anyio.to_thread
+from authlib.oauth2 import OAuth2Error
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .cache import TokenCache
+from .core.credentials import Credentials
+from .core.guard import Guard, GuardStats
+from .core.requirements import Requirement, ScopeOperator, compile_requirement
+from .errors import BearerGuardError
+from .revocation import RevocationStore
+from .validators.base import TokenValidator
+
+__all__ = ["BearerMiddleware", "Dependency", "RefusedError", "ResourceProtector"]
+
+Endpoint: TypeAlias = Callable[[Request], Awaitable[Response]]
+SyncEndpoint: TypeAlias = Callable[[Request], Response]
+_FORM = "application/x-www-form-urlencoded"
+
+
+class RefusedError(HTTPException):
+    """A refusal raised by the FastAPI dependency; ``response`` is ready-made.
+
+    :meth:`ResourceProtector.init_app` makes the app answer with it. Without
+    that, FastAPI's own handler still sends the status and the headers
+    (``WWW-Authenticate``), with its ``{"detail": ...}`` body.
+    """
+
+    def __init__(self, error: BearerGuardError, response: Response) -> None:
+        headers = {k: v for k, v in response.headers.items() if k != "content-length"}
+        super().__init__(response.status_code, error.get_error_description(), headers)
+        self.error = error
+        self.response = response
+
+
+class ResourceProtector:
+    """Protects Starlette routes and FastAPI operations with a :class:`Guard`.
+
+    Takes the Flask ``ResourceProtector``'s arguments (``realm``, ``cache``,
+    ``revocations``, ``allow_query_token``, ...), or a ready ``guard``.
+    """
+
+    def __init__(self, guard: Guard | None = None, **options: Any) -> None:
+        if guard is not None and options:
+            raise TypeError("pass a guard or the guard's options, not both")
+        self.guard = guard if guard is not None else Guard(**options)
+        self._scheme: Any = None
+
+    # -- the guard's configuration and revocation, unchanged ---------------------
+
+    def register_token_validator(self, validator: TokenValidator) -> None:
+        self.guard.register_token_validator(validator)
+
+    @property
+    def cache(self) -> TokenCache | None:
+        return self.guard.cache
+
+    @property
+    def revocations(self) -> RevocationStore:
+        return self.guard.revocations
+
+    def revoke(self, token_string: str) -> None:
+        self.guard.revoke(token_string)
+
+    def revoke_jti(self, jti: str, exp: float) -> None:
+        self.guard.revoke_jti(jti, exp)
+
+    def revoke_subject(self, subject: str, before: float | None = None) -> None:
+        self.guard.revoke_subject(subject, before)
+
+    def revoke_client(self, client_id: str, before: float | None = None) -> None:
+        self.guard.revoke_client(client_id, before)
+
+    def evict(self, token_string: str) -> None:
+        self.guard.evict(token_string)
+
+    def stats(self) -> GuardStats:
+        return self.guard.stats()
+
+    # -- the request ---------------------------------------------------------------
+
+    async def authorize(
+        self, request: Request, requirement: Requirement, optional: bool = False
+    ) -> Any:
+        """This request's token held to ``requirement`` (None: anonymous and
+        ``optional``), also put on ``request.state.token``; raises the refusal."""
+        observe = self.guard.observe_latency
+        start = time.perf_counter() if observe is not None else 0.0
+        try:
+            header = _authorization(request.scope)
+            info = self.guard.try_cached(header, requirement)
+            if info is None:
+                credentials = await self._credentials(request, header)
+                info = await anyio.to_thread.run_sync(
+                    self.guard.authorize, credentials, requirement, optional
+                )
+        finally:
+            if observe is not None:
+                observe(time.perf_counter() - start)
+        token = None if info is None else info.token
+        request.state.token = token
+        return token
+
+    async def _credentials(self, request: Request, header: str | None) -> Credentials:
+        """The request as plain values; the query and the form only when allowed."""
+        guard = self.guard
+        query: Mapping[str, Sequence[str]] | None = None
+        form: Mapping[str, Sequence[str]] | None = None
+        if guard.allow_query_token:
+            query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"))
+        if (
+            guard.allow_form_token
+            and request.method not in ("GET", "HEAD")
+            and _media_type(request) == _FORM
+        ):
+            # Read on the loop (it is async); the body stays cached for the view.
+            form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        return Credentials(header, request.method, str(request.url), query, form, None, request)
+
+    def response(self, error: OAuth2Error) -> Response:
+        """The refusal as a response: :meth:`Guard.render`'s status, headers and body."""
+        status, headers, body = self.guard.render(error)
+        return Response(body, status, headers=dict(headers), media_type="application/json")
+
+    async def _refusal(
+        self, request: Request, requirement: Requirement, optional: bool
+    ) -> Response | None:
+        try:
+            await self.authorize(request, requirement, optional)
+        except BearerGuardError as error:
+            return self.response(error)
+        return None
+
+    # -- Starlette: the route decorator ---------------------------------------------
+
+    @overload
+    def route(self, scope: Endpoint) -> Endpoint: ...
+
+    @overload
+    def route(
+        self,
+        scope: str | Iterable[str] | None = None,
+        operator: Literal["AND", "OR"] | str | ScopeOperator = "AND",
+        *,
+        scopes: str | Iterable[str] | None = None,
+        optional: bool = False,
+        **claims: Any,
+    ) -> Callable[[Endpoint | SyncEndpoint], Endpoint]: ...
+
+    def route(
+        self,
+        scope: Any = None,
+        operator: Any = "AND",
+        *,
+        scopes: Any = None,
+        optional: bool = False,
+        **claims: Any,
+    ) -> Any:
+        """Decorate a Starlette endpoint ``(request) -> Response``, as Flask's
+        ``@require_oauth(...)`` does a view; the token is ``request.state.token``.
+
+        A refusal is answered without calling the endpoint. A sync endpoint
+        runs in a worker thread, as Starlette runs it.
+        """
+        if callable(scope) and not isinstance(scope, str | list | tuple):
+            return self.route()(scope)  # bare @require_oauth.route
+        requirement = compile_requirement(_one_scope(scope, scopes), operator, claims)
+
+        def decorator(endpoint: Endpoint | SyncEndpoint) -> Endpoint:
+            run: Endpoint = (
+                endpoint if inspect.iscoroutinefunction(endpoint) else _in_thread(endpoint)  # type: ignore[arg-type]
+            )
+
+            @functools.wraps(endpoint)
+            async def wrapper(request: Request) -> Response:
+                refusal = await self._refusal(request, requirement, optional)
+                return refusal if refusal is not None else await run(request)
+
+            return wrapper
+
+        return decorator
+
+    # -- FastAPI: the dependency ----------------------------------------------------
+
+    def __call__(
+        self,
+        scope: str | Iterable[str] | None = None,
+        operator: Literal["AND", "OR"] | str | ScopeOperator = "AND",
+        *,
+        scopes: str | Iterable[str] | None = None,
+        optional: bool = False,
+        **claims: Any,
+    ) -> Any:
+        """A FastAPI dependency: ``token = Security(require_oauth("profile"))``.
+
+        Its value is the token (None for an anonymous ``optional`` request).
+        Scopes given to FastAPI's ``Security(..., scopes=[...])`` are required
+        too (all of them); every required scope is listed in ``/openapi.json``
+        under the protector's HTTP bearer security scheme.
+        """
+        return Dependency(self, _one_scope(scope, scopes), operator, claims, optional)
+
+    def init_app(self, app: Any) -> None:
+        """Make a Starlette or FastAPI app answer the dependency's refusals
+        with their RFC 6750 response (status, JSON body, ``WWW-Authenticate``)."""
+        app.add_exception_handler(RefusedError, _answer_refusal)
+
+    def security_scheme(self) -> Any:
+        """The FastAPI security scheme (HTTP bearer) operations are listed under."""
+        if self._scheme is None:
+            self._scheme = _bearer_scheme_class()()
+        return self._scheme
+
+
+class Dependency:
+    """What ``require_oauth(...)`` gives FastAPI's ``Depends``/``Security``.
+
+    Its signature, built when FastAPI first reads it (FastAPI is imported
+    only then), asks for the request, FastAPI's ``SecurityScopes``, and the
+    protector's security scheme with this requirement's scopes, which is how
+    ``/openapi.json`` comes to list them on the operation.
+    """
+
+    def __init__(
+        self,
+        protector: ResourceProtector,
+        scope: str | Iterable[str] | None,
+        operator: str | ScopeOperator,
+        claims: Mapping[str, Any],
+        optional: bool,
+    ) -> None:
+        self.protector = protector
+        self.scope, self.operator, self.claims = scope, operator, dict(claims)
+        self.optional = optional
+        self.requirement = compile_requirement(scope, operator, claims)  # errors at import time
+        self._with_scopes: dict[tuple[str, ...], Requirement] = {}
+        self._signature: inspect.Signature | None = None
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        if self._signature is None:
+            from fastapi import Security
+            from fastapi.security import SecurityScopes
+
+            listed = [] if self.scope is None else _words(self.scope)
+            kind, new = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter
+            scheme = Security(self.protector.security_scheme(), scopes=listed)
+            self._signature = inspect.Signature(
+                [
+                    new("request", kind, annotation=Request),
+                    new("security_scopes", kind, annotation=SecurityScopes),
+                    new("bearer", kind, default=scheme),  # lists the scopes in /openapi.json
+                ]
+            )
+        return self._signature
+
+    async def __call__(
+        self, request: Request, security_scopes: Any = None, bearer: Any = None
+    ) -> Any:
+        extra = tuple(security_scopes.scopes) if security_scopes is not None else ()
+        requirement = self._requirement(extra) if extra else self.requirement
+        try:
+            return await self.protector.authorize(request, requirement, self.optional)
+        except BearerGuardError as error:
+            raise RefusedError(error, self.protector.response(error)) from None
+
+    def _requirement(self, extra: tuple[str, ...]) -> Requirement:
+        """This requirement with FastAPI's ``Security(scopes=...)`` added (all of them)."""
+        found = self._with_scopes.get(extra)
+        if found is None:
+            scope = self.scope
+            if not (isinstance(self.operator, str) and self.operator.upper() == "AND"):
+                raise TypeError("Security(scopes=...) adds to an 'AND' requirement only")
+            added = " ".join(extra)
+            if scope is None or isinstance(scope, str):
+                merged: Any = f"{scope or ''} {added}"
+            else:
+                merged = [f"{alternative} {added}" for alternative in scope]
+            found = compile_requirement(merged, "AND", self.claims)
+            self._with_scopes[extra] = found
+        return found
+
+
+@functools.cache
+def _bearer_scheme_class() -> type:
+    """FastAPI's security scheme for bearer tokens, defined when first needed."""
+    from fastapi.openapi.models import HTTPBearer
+    from fastapi.security.base import SecurityBase
+
+    class BearerScheme(SecurityBase):
+        """HTTP bearer in ``/openapi.json``; checks nothing itself (the dependency does)."""
+
+        def __init__(self) -> None:
+            self.model = HTTPBearer(description="OAuth 2.0 bearer token (RFC 6750)")
+            self.scheme_name = "bearerAuth"
+
+        async def __call__(self) -> None:
+            return None
+
+    return BearerScheme
+
+
+class BearerMiddleware:
+    """Protect every HTTP request of an ASGI app with one requirement.
+
+    Example: ``app.add_middleware(BearerMiddleware, protector=require_oauth,
+    scope="profile")``. The token is ``request.state.token``. Form-encoded
+    tokens are not read here (the body belongs to the app). A WebSocket
+    handshake is refused (closed with 1008, which servers send as 403): this
+    middleware does not vouch for it, and must not let it past unchecked.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        protector: ResourceProtector,
+        scope: str | Iterable[str] | None = None,
+        operator: str | ScopeOperator = "AND",
+        *,
+        optional: bool = False,
+        **claims: Any,
+    ) -> None:
+        if protector.guard.allow_form_token:
+            raise ValueError("BearerMiddleware does not read form tokens: use the route decorator")
+        self.app = app
+        self.protector = protector
+        self.requirement = compile_requirement(scope, operator, claims)
+        self.optional = optional
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # fail closed
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] != "http":  # lifespan
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        refusal = await self.protector._refusal(request, self.requirement, self.optional)
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _authorization(scope: Scope) -> str | None:
+    """The ``Authorization`` value; several are joined with ", " as WSGI servers
+    do, so two headers are refused (400) rather than one of them silently used."""
+    found: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            text = value.decode("latin-1")
+            found = text if found is None else f"{found}, {text}"
+    return found
+
+
+def _in_thread(endpoint: SyncEndpoint) -> Endpoint:
+    """A sync endpoint run in a worker thread, as Starlette runs one."""
+
+    async def run(request: Request) -> Response:
+        return await anyio.to_thread.run_sync(endpoint, request)
+
+    return run
+
+
+def _words(scope: str | Iterable[str]) -> list[str]:
+    """Every scope named in ``scope`` (a string, or a list of alternatives), once."""
+    alternatives = [scope] if isinstance(scope, str) else list(scope)
+    return list(dict.fromkeys(word for text in alternatives for word in text.split()))
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+def _one_scope(scope: Any, scopes: Any) -> Any:
+    """``scope`` (bearerguard's, positional) or ``scopes=`` (Authlib's keyword)."""
+    if scopes is None:
+        return scope
+    if scope is not None:
+        raise TypeError("pass scope or scopes=, not both")
+    return scopes
+
+
+async def _answer_refusal(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RefusedError)
+    return error.response
