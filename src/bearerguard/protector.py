@@ -27,14 +27,11 @@ from werkzeug.exceptions import (
 )
 from werkzeug.local import LocalProxy
 
-from .cache import TokenCache
 from .core.credentials import Credentials
-from .core.front import GuardSetting, one_scope
-from .core.guard import _DEFAULT, Guard, GuardStats
+from .core.front import Front, one_scope
 from .core.hooks import adopted
 from .core.requirements import Requirement, ScopeOperator, compile_requirement
 from .errors import BearerGuardError
-from .revocation import RevocationStore
 from .validators.base import TokenInfo, TokenValidator
 
 __all__ = ["BearerGuardHTTPException", "ResourceProtector", "current_token", "token_authenticated"]
@@ -76,7 +73,7 @@ _HTTP_EXCEPTIONS: dict[int, type[BearerGuardHTTPException]] = {
 }
 
 
-class ResourceProtector:
+class ResourceProtector(Front):
     """Protect Flask views with bearer tokens; Authlib's API, routed and cached.
 
     Example::
@@ -106,28 +103,6 @@ class ResourceProtector:
     :param clock: wall-clock seconds, shared with the default cache and store.
     """
 
-    def __init__(
-        self,
-        *,
-        realm: str | None = "api",
-        cache: TokenCache | None = _DEFAULT,
-        revocations: RevocationStore | None = None,
-        allow_form_token: bool = False,
-        allow_query_token: bool = False,
-        max_token_length: int = 8192,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        #: The framework-neutral decision maker; this class is its Flask front.
-        self.guard = Guard(
-            realm=realm,
-            cache=cache,
-            revocations=revocations,
-            allow_form_token=allow_form_token,
-            allow_query_token=allow_query_token,
-            max_token_length=max_token_length,
-            clock=clock,
-        )
-
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for name in _NOT_OVERRIDABLE:
@@ -138,47 +113,6 @@ class ResourceProtector:
                     f"{cls.__name__}.{name} would never be called: put per-request checks "
                     "in the validator's validate_request() or validate_token() hook"
                 )
-
-    # -- the guard's settings and counters, read and written through it ----------
-
-    realm: GuardSetting[str | None] = GuardSetting()
-    clock: GuardSetting[Callable[[], float]] = GuardSetting()
-    cache: GuardSetting[TokenCache | None] = GuardSetting()
-    revocations: GuardSetting[RevocationStore] = GuardSetting()
-    allow_form_token: GuardSetting[bool] = GuardSetting()
-    allow_query_token: GuardSetting[bool] = GuardSetting()
-    max_token_length: GuardSetting[int] = GuardSetting()
-    #: Called with each authorization's duration in seconds (metrics).
-    observe_latency: GuardSetting[Callable[[float], None] | None] = GuardSetting()
-
-    @property
-    def validators(self) -> list[TokenValidator]:
-        return self.guard.validators
-
-    def register_token_validator(self, validator: TokenValidator) -> None:
-        """Add a validator for its ``TOKEN_TYPE`` (see :meth:`Guard.register_token_validator`)."""
-        self.guard.register_token_validator(validator)
-
-    def stats(self) -> GuardStats:
-        """Counters: validations, cache, revocations, validators (:class:`GuardStats`)."""
-        return self.guard.stats()
-
-    # -- revocation: the guard's (see :class:`~bearerguard.core.revoking.Revoking`)
-
-    def revoke(self, token_string: str) -> None:
-        self.guard.revoke(token_string)
-
-    def revoke_jti(self, jti: str, exp: float) -> None:
-        self.guard.revoke_jti(jti, exp)
-
-    def revoke_subject(self, subject: str, before: float | None = None) -> None:
-        self.guard.revoke_subject(subject, before)
-
-    def revoke_client(self, client_id: str, before: float | None = None) -> None:
-        self.guard.revoke_client(client_id, before)
-
-    def evict(self, token_string: str) -> None:
-        self.guard.evict(token_string)
 
     # -- Authlib's methods ----------------------------------------------------------
 

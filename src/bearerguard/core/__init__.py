@@ -5,6 +5,7 @@
 * :mod:`~bearerguard.core.guard`: ``Guard``, the decision (registry,
   routing, cache hit and miss, deny-list, counters).
 * :mod:`~bearerguard.core.revoking`: the guard's revocation methods.
+* :mod:`~bearerguard.core.front`: what every front shares (settings, ``scopes=``).
 * :mod:`~bearerguard.core.requirements`: what a view requires of a token.
 * :mod:`~bearerguard.core.hooks`: the user's hooks and the one guard they run behind.
 * :mod:`~bearerguard.core.routing`: what may be registered; which validator a token goes to.

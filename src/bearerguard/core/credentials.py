@@ -31,8 +31,8 @@ __all__ = [
 class Credentials:
     """One request, as the core sees it: plain values a front read from it.
 
-    Built by the front only when the cache cannot answer (a miss, or a
-    validator with per-request hooks), so a cache hit never pays for it.
+    Built by the front only when ``Guard.try_cached`` cannot answer (a miss,
+    a request check to run), so a cache hit never pays for it.
     """
 
     #: The ``Authorization`` header value, None when absent.

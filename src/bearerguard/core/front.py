@@ -1,21 +1,27 @@
-"""What every front shares: its guard's settings as its own attributes, and
-the decorator's two spellings of the scope.
+"""What every front shares: :class:`Front`, the base of Flask's
+``ResourceProtector`` and of the ASGI front.
 
-A front (Flask's ``ResourceProtector``, the ASGI one) holds a
-:class:`~bearerguard.core.guard.Guard` as ``guard`` and adds its framework's
-side; users read ``require_oauth.cache`` or set ``require_oauth.realm`` as
-they did when the protector was all there was.
+A front holds a :class:`~bearerguard.core.guard.Guard` as ``guard`` and adds
+its framework's side; registration, revocation, counters and settings are the
+guard's, offered on the front (``require_oauth.revoke(token)``,
+``require_oauth.cache``) as they were when the protector was all there was.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, overload
 
-if TYPE_CHECKING:
-    from .guard import Guard
+from .guard import DEFAULT_CACHE, Guard
 
-__all__ = ["GuardSetting", "HasGuard", "one_scope"]
+if TYPE_CHECKING:
+    from ..cache import TokenCache
+    from ..revocation import RevocationStore
+    from ..validators.base import TokenValidator
+    from .stats import GuardStats
+
+__all__ = ["Front", "GuardSetting", "HasGuard", "one_scope"]
 
 T = TypeVar("T")
 
@@ -50,6 +56,72 @@ class GuardSetting(Generic[T]):
 
     def __set__(self, front: HasGuard, value: T) -> None:
         setattr(front.guard, self.name, value)
+
+
+class Front:
+    """A guard offered through a framework: the parameters are the guard's
+    (see ``ResourceProtector``); a subclass adds requests and responses."""
+
+    def __init__(
+        self,
+        *,
+        realm: str | None = "api",
+        cache: TokenCache | None = DEFAULT_CACHE,
+        revocations: RevocationStore | None = None,
+        allow_form_token: bool = False,
+        allow_query_token: bool = False,
+        max_token_length: int = 8192,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        #: The framework-neutral decision maker; this object is its front.
+        self.guard = Guard(
+            realm=realm,
+            cache=cache,
+            revocations=revocations,
+            allow_form_token=allow_form_token,
+            allow_query_token=allow_query_token,
+            max_token_length=max_token_length,
+            clock=clock,
+        )
+
+    realm: GuardSetting[str | None] = GuardSetting()
+    clock: GuardSetting[Callable[[], float]] = GuardSetting()
+    cache: GuardSetting[TokenCache | None] = GuardSetting()
+    revocations: GuardSetting[RevocationStore] = GuardSetting()
+    allow_form_token: GuardSetting[bool] = GuardSetting()
+    allow_query_token: GuardSetting[bool] = GuardSetting()
+    max_token_length: GuardSetting[int] = GuardSetting()
+    #: Called with each authorization's duration in seconds (metrics).
+    observe_latency: GuardSetting[Callable[[float], None] | None] = GuardSetting()
+
+    @property
+    def validators(self) -> list[TokenValidator]:
+        return self.guard.validators
+
+    def register_token_validator(self, validator: TokenValidator) -> None:
+        """Add a validator for its ``TOKEN_TYPE`` (see :meth:`Guard.register_token_validator`)."""
+        self.guard.register_token_validator(validator)
+
+    def stats(self) -> GuardStats:
+        """Counters: validations, cache, revocations, validators (:class:`GuardStats`)."""
+        return self.guard.stats()
+
+    # -- revocation: the guard's (see :class:`~bearerguard.core.revoking.Revoking`)
+
+    def revoke(self, token_string: str) -> None:
+        self.guard.revoke(token_string)
+
+    def revoke_jti(self, jti: str, exp: float) -> None:
+        self.guard.revoke_jti(jti, exp)
+
+    def revoke_subject(self, subject: str, before: float | None = None) -> None:
+        self.guard.revoke_subject(subject, before)
+
+    def revoke_client(self, client_id: str, before: float | None = None) -> None:
+        self.guard.revoke_client(client_id, before)
+
+    def evict(self, token_string: str) -> None:
+        self.guard.evict(token_string)
 
 
 def one_scope(

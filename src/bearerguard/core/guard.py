@@ -44,9 +44,10 @@ from .routing import Router, scheme_credentials
 from .stats import GuardStats, validator_stats
 from .tokeninfo import TokenInfo
 
-__all__ = ["Guard", "GuardStats"]
+__all__ = ["DEFAULT_CACHE", "Guard", "GuardStats"]
 
-_DEFAULT: Any = object()  # "not given": None means "no cache"
+#: ``cache=`` not given: the guard makes its own TokenCache (None means no cache).
+DEFAULT_CACHE: Any = object()
 
 
 class Guard(Revoking):
@@ -57,7 +58,7 @@ class Guard(Revoking):
         self,
         *,
         realm: str | None = "api",
-        cache: TokenCache | None = _DEFAULT,
+        cache: TokenCache | None = DEFAULT_CACHE,
         revocations: RevocationStore | None = None,
         allow_form_token: bool = False,
         allow_query_token: bool = False,
@@ -66,7 +67,7 @@ class Guard(Revoking):
     ) -> None:
         self.realm = realm
         self.clock = clock
-        self.cache = TokenCache(clock=clock) if cache is _DEFAULT else cache
+        self.cache = TokenCache(clock=clock) if cache is DEFAULT_CACHE else cache
         if self.cache is not None:
             self.cache.bind(self)  # one guard's validations, never another's
         self.revocations = revocations if revocations is not None else RevocationStore(clock=clock)
