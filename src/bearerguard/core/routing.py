@@ -32,7 +32,6 @@ __all__ = [
     "Router",
     "b64url_decode",
     "check_registrable",
-    "jws_entry",
     "peek_jws",
     "scheme_credentials",
     "signed_content_key",
@@ -72,7 +71,9 @@ class Router:
             if validator.issuer in self.jwt:
                 raise ValueError(f"a validator for issuer {validator.issuer!r} is registered")
             self.jwt[validator.issuer] = validator
-            self._jws_entry[validator.issuer] = jws_entry(validator)
+            # validate_jws is the one entry point (and override point) of a JWT
+            # validator: it gets the header and claims already parsed to route.
+            self._jws_entry[validator.issuer] = validator.validate_jws
         else:
             self.opaque.append(validator)
         self.schemes.setdefault(scheme, []).append(validator)
@@ -253,14 +254,3 @@ def signed_content_key(token: str) -> bytes:
 
 #: How the guard calls a JWT validator: ``(token, header, claims) -> TokenInfo``.
 JwsEntry = Callable[[str, Any, Any], TokenInfo]
-
-
-def jws_entry(validator: TokenValidator) -> JwsEntry:
-    """``validator.validate_jws``, unless a subclass overrides ``validate`` below
-    the class that defines it (to wrap or count it): then ``validate`` runs."""
-    mro = type(validator).__mro__
-    jws_owner = next(k for k in mro if "validate_jws" in vars(k))
-    validate_owner = next(k for k in mro if "validate" in vars(k))
-    if issubclass(jws_owner, validate_owner):
-        return validator.validate_jws
-    return lambda token, _header, _claims: validator.validate(token)
