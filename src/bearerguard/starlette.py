@@ -29,13 +29,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .cache import TokenCache
 from .core.credentials import Credentials
-from .core.guard import Guard, GuardStats
+from .core.front import Front, one_scope
 from .core.requirements import Requirement, ScopeOperator, compile_requirement
 from .errors import BearerGuardError
-from .revocation import RevocationStore
-from .validators.base import TokenValidator
 
 __all__ = ["BearerMiddleware", "Dependency", "RefusedError", "ResourceProtector"]
 
@@ -59,49 +56,17 @@ class RefusedError(HTTPException):
         self.response = response
 
 
-class ResourceProtector:
+class ResourceProtector(Front):
     """Protects Starlette routes and FastAPI operations with a :class:`Guard`.
 
     Takes the Flask ``ResourceProtector``'s arguments (``realm``, ``cache``,
-    ``revocations``, ``allow_query_token``, ...), or a ready ``guard``.
+    ``revocations``, ``allow_query_token``, ...); registration, revocation and
+    stats are the guard's, as there (:class:`~bearerguard.core.front.Front`).
     """
 
-    def __init__(self, guard: Guard | None = None, **options: Any) -> None:
-        if guard is not None and options:
-            raise TypeError("pass a guard or the guard's options, not both")
-        self.guard = guard if guard is not None else Guard(**options)
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
         self._scheme: Any = None
-
-    # -- the guard's configuration and revocation, unchanged ---------------------
-
-    def register_token_validator(self, validator: TokenValidator) -> None:
-        self.guard.register_token_validator(validator)
-
-    @property
-    def cache(self) -> TokenCache | None:
-        return self.guard.cache
-
-    @property
-    def revocations(self) -> RevocationStore:
-        return self.guard.revocations
-
-    def revoke(self, token_string: str) -> None:
-        self.guard.revoke(token_string)
-
-    def revoke_jti(self, jti: str, exp: float) -> None:
-        self.guard.revoke_jti(jti, exp)
-
-    def revoke_subject(self, subject: str, before: float | None = None) -> None:
-        self.guard.revoke_subject(subject, before)
-
-    def revoke_client(self, client_id: str, before: float | None = None) -> None:
-        self.guard.revoke_client(client_id, before)
-
-    def evict(self, token_string: str) -> None:
-        self.guard.evict(token_string)
-
-    def stats(self) -> GuardStats:
-        return self.guard.stats()
 
     # -- the request ---------------------------------------------------------------
 
@@ -190,7 +155,7 @@ class ResourceProtector:
         """
         if callable(scope) and not isinstance(scope, str | list | tuple):
             return self.route()(scope)  # bare @require_oauth.route
-        requirement = compile_requirement(_one_scope(scope, scopes), operator, claims)
+        requirement = compile_requirement(one_scope(scope, scopes), operator, claims)
 
         def decorator(endpoint: Endpoint | SyncEndpoint) -> Endpoint:
             run: Endpoint = (
@@ -224,7 +189,7 @@ class ResourceProtector:
         too (all of them); every required scope is listed in ``/openapi.json``
         under the protector's HTTP bearer security scheme.
         """
-        return Dependency(self, _one_scope(scope, scopes), operator, claims, optional)
+        return Dependency(self, one_scope(scope, scopes), operator, claims, optional)
 
     def init_app(self, app: Any) -> None:
         """Make a Starlette or FastAPI app answer the dependency's refusals
@@ -396,15 +361,6 @@ def _words(scope: str | Iterable[str]) -> list[str]:
 
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").partition(";")[0].strip().lower()
-
-
-def _one_scope(scope: Any, scopes: Any) -> Any:
-    """``scope`` (bearerguard's, positional) or ``scopes=`` (Authlib's keyword)."""
-    if scopes is None:
-        return scope
-    if scope is not None:
-        raise TypeError("pass scope or scopes=, not both")
-    return scopes
 
 
 async def _answer_refusal(request: Request, error: Exception) -> Response:
