@@ -11,16 +11,13 @@ Four kinds of entry, each kept only as long as it can matter:
   no longer (so no token the rule covers outlives the rule). A token that
   states no issue time is refused by the rule (fail closed).
 
-Bounds: a token entry ends with the token, so verified revocations are
-bounded by the tokens that exist. Revocations that could not be verified (the
-validator was down) are the only ones a caller can make up: they last at most
-``unverified_lifetime`` and at most ``max_unverified`` of them are kept.
+Bounds: a token entry ends with its token. Revocations that could not be
+verified (validator down), the only ones a caller can make up, last at most
+``unverified_lifetime``, and at most ``max_unverified`` are kept.
 
-:class:`RevocationStore` keeps them in this process. Given a ``broadcast``
-(a :class:`Broadcast`, such as :class:`bearerguard.redis.RedisBroadcast`), it
-shares them: the local dicts stay the hot-path copy, the store hands each
-change to the broadcast, and the broadcast applies the other processes'
-changes through the store's ``apply_*`` methods.
+:class:`RevocationStore` keeps them in this process; given a ``broadcast``
+(:class:`bearerguard.redis.RedisBroadcast`) it shares them, its dicts still
+the hot-path copy, the other processes' changes applied through ``apply_*``.
 """
 
 from __future__ import annotations

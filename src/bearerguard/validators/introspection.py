@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hashlib
 import hmac
 import json
 import logging
@@ -22,7 +21,9 @@ from typing import Any, Literal, NoReturn, Protocol
 from urllib.parse import quote, urlencode
 
 from .._log import throttled
-from ..core.frozen import ReadOnlyClaims, freeze
+from ..core.credentials import digest
+from ..core.frozen import ReadOnlyClaims
+from ..core.values import strict_json
 from ..errors import (
     InvalidTokenError,
     TokenExpiredError,
@@ -62,10 +63,6 @@ class IntrospectionToken(ReadOnlyClaims):
     """
 
     __slots__ = ()
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        answer = dict(*args, **kwargs)
-        dict.__init__(self, {name: freeze(value) for name, value in answer.items()})
 
     def get_scope(self) -> str:
         """The granted scopes, space-separated (RFC 7662 ``scope``)."""
@@ -192,7 +189,7 @@ class IntrospectionTokenValidator(TokenValidator):
 
     def validate(self, token_string: str) -> TokenInfo:
         """Introspect ``token_string``; refuse it unless it is active and ours."""
-        key = hashlib.sha256(token_string.encode("utf-8", "surrogatepass")).hexdigest()
+        key = digest(token_string).hex()
         shared = self._shared_get(key) if self.shared_cache is not None else None
         if shared is None:
             answer = self.introspect(token_string)
@@ -254,8 +251,8 @@ class IntrospectionTokenValidator(TokenValidator):
         try:
             # NaN and Infinity are not JSON (RFC 8259 §6); too-long integers
             # raise ValueError too.
-            answer = json.loads(response.body, parse_constant=_not_json)
-        except (ValueError, RecursionError):
+            answer = strict_json(response.body)
+        except ValueError:
             self._unavailable("the answer is not JSON")
         if not isinstance(answer, dict):
             self._unavailable("the answer is not a JSON object")
@@ -369,8 +366,8 @@ _TOKEN_ERRORS = frozenset(
 def _refuses_the_token(body: bytes) -> bool:
     """True for an RFC 6749 §5.2 error body whose ``error`` is about the token."""
     try:
-        error = json.loads(body, parse_constant=_not_json)
-    except (ValueError, RecursionError):
+        error = strict_json(body)
+    except ValueError:
         return False
     code = error.get("error") if isinstance(error, dict) else None
     return isinstance(code, str) and code in _TOKEN_ERRORS
@@ -395,7 +392,3 @@ def _check_secret(secret: str, *, shared: bool) -> None:
 
 def _refuse(description: str) -> NoReturn:
     raise InvalidTokenError(description)
-
-
-def _not_json(constant: str) -> NoReturn:
-    raise ValueError(f"{constant} is not JSON")
