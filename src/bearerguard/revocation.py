@@ -60,10 +60,9 @@ class Broadcast(Protocol):
 
     The store calls ``attach`` once, ``publish`` after each local change
     (kinds ``token``, a digest in hex, ``jti``, ``sub``, ``client``, ``evict``)
-    and ``start`` while its gate is shut. The broadcast applies the others'
-    changes through ``apply_*`` and ``notify``, and keeps the gate,
-    ``store.refuse_after``: checks from that wall-clock time on raise 503
-    (``-inf``: not started in this process; ``inf``: serve whatever happens).
+    and ``start`` while its gate is shut. It applies the others' changes
+    (``apply_*``, ``notify``) and keeps the gate, ``store.refuse_after``: from
+    that time on checks raise 503 (``-inf``: not started here; ``inf``: never).
     """
 
     def attach(self, store: RevocationStore) -> None: ...  # once; shuts the gate
