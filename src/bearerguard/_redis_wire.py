@@ -249,3 +249,11 @@ def client_from_url(url: str, socket_timeout: float) -> Any:
         retry=Retry(NoBackoff(), 1),
         client_name="bearerguard",
     )
+
+
+def client_of(url_or_client: str | Any, socket_timeout: float) -> tuple[Any, bool]:
+    """A client for a ``redis://`` URL (made here, so owned: closed by its user's
+    ``close()``), or the redis-py client given (the caller's, left open)."""
+    if isinstance(url_or_client, str):
+        return client_from_url(url_or_client, socket_timeout), True
+    return url_or_client, False

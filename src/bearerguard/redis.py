@@ -50,7 +50,7 @@ from typing import Any
 
 from ._log import throttled
 from ._outage import OutageGate
-from ._redis_wire import RedisDenyList, client_from_url
+from ._redis_wire import RedisDenyList, client_of
 from .redis_cache import RedisIntrospectionCache
 from .revocation import RevocationStore
 
@@ -112,12 +112,8 @@ class RedisBroadcast:
         ping_interval: float = 5.0,
         eviction_horizon: float = 600.0,
     ) -> None:
-        self._owns_client = isinstance(url_or_client, str)
-        self.client: Any = (
-            client_from_url(url_or_client, socket_timeout)
-            if isinstance(url_or_client, str)
-            else url_or_client
-        )
+        self.client: Any
+        self.client, self._owns_client = client_of(url_or_client, socket_timeout)
         self.channel = channel
         self.shared = RedisDenyList(self.client, channel, key_prefix, eviction_horizon)
         self.max_outage = max_outage

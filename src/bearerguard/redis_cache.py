@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._log import throttled
-from ._redis_wire import client_from_url
+from ._redis_wire import client_of
 
 __all__ = ["RedisIntrospectionCache"]
 
@@ -38,12 +38,8 @@ class RedisIntrospectionCache:
         key_prefix: str = "bearerguard:introspection:",
         socket_timeout: float = 0.5,
     ) -> None:
-        self._owns_client = isinstance(url_or_client, str)
-        self.client: Any = (
-            client_from_url(url_or_client, socket_timeout)
-            if isinstance(url_or_client, str)
-            else url_or_client
-        )
+        self.client: Any
+        self.client, self._owns_client = client_of(url_or_client, socket_timeout)
         self.key_prefix = key_prefix
 
     def get(self, key: str) -> bytes | None:
