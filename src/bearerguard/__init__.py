@@ -18,6 +18,7 @@ from .cache import TokenCache
 from .errors import (
     BearerGuardError,
     InsufficientScopeError,
+    InvalidDPoPProofError,
     InvalidRequestError,
     InvalidTokenError,
     MissingTokenError,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BearerGuardError",
     "InsufficientScopeError",
+    "InvalidDPoPProofError",
     "InvalidRequestError",
     "InvalidTokenError",
     "MissingTokenError",
