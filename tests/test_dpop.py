@@ -90,6 +90,7 @@ REFUSED: dict[str, tuple[Any, str]] = {
     "two-proofs": (lambda: [proof(), proof()], "more than one DPoP proof"),
     "not-a-jws": (lambda: ["abc.def"], "malformed DPoP proof"),
     "not-json": (lambda: ["YWJj.YWJj.YWJj"], "malformed DPoP proof"),
+    "signature-not-canonical": (lambda: [proof()[:-1] + "_"], "malformed DPoP proof"),
     "typ-jwt": (lambda: [proof(header={"typ": "JWT"})], "typ is not dpop+jwt"),
     "typ-missing": (lambda: [proof(header={"typ": None})], "typ is not dpop+jwt"),
     "alg-none": (
@@ -398,3 +399,53 @@ def test_redis_down_fails_closed_unless_iat_window_only() -> None:
         ProofChecker(replay=down).check([proof()], "GET", URL, TOKEN, NOW)
     lenient = RedisReplayStore("redis://127.0.0.1:1/0", socket_timeout=0.2, iat_window_only=True)
     assert ProofChecker(replay=lenient).check([proof()], "GET", URL, TOKEN, NOW) == jkt(KEY)
+
+
+# -- never a 500: any mutation of a valid proof or header is refused ----------------------------
+
+PROPERTY_CLOCK = FakeClock(NOW)
+PROPERTY_CLIENT = flask_app(jwt_protector(PROPERTY_CLOCK))
+PROPERTY_TOKEN = bound_token(PROPERTY_CLOCK)
+
+
+def _mutations() -> Any:
+    from hypothesis import strategies as st
+
+    text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=12)
+    return st.tuples(
+        st.sampled_from(["proof", "authorization"]),
+        st.sampled_from(["replace", "insert", "delete", "truncate"]),
+        st.integers(min_value=0, max_value=2000),
+        text,
+    )
+
+
+def _mutate(value: str, how: str, at: int, text: str) -> str:
+    at %= len(value) + 1
+    if how == "replace":
+        return value[:at] + text + value[at + len(text) :]
+    if how == "insert":
+        return value[:at] + text + value[at:]
+    if how == "delete":
+        return value[:at] + value[at + max(1, len(text)) :]
+    return value[:at]
+
+
+def test_any_mutation_of_a_valid_proof_or_header_is_refused() -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(_mutations())
+    def check(mutation: tuple[str, str, int, str]) -> None:
+        where, how, at, text = mutation
+        headers = dpop_headers(PROPERTY_TOKEN, PROPERTY_CLOCK)
+        field = "DPoP" if where == "proof" else "Authorization"
+        changed = _mutate(headers[field], how, at, text)
+        same_scheme = where == "authorization" and changed[:5].lower() == "dpop "
+        if changed == headers[field] or (same_scheme and changed[5:].lstrip() == PROPERTY_TOKEN):
+            return  # the same request: the scheme is case-insensitive, 1*SP before the token
+        headers[field] = changed
+        answer = PROPERTY_CLIENT.get("/r", headers=headers)
+        assert answer.status_code in (400, 401), (answer.status_code, changed)
+
+    check()

@@ -220,7 +220,8 @@ class ProofChecker:
             signature = b64url_decode(sig)
         except ValueError:
             _refuse("malformed DPoP proof")
-        if header is None or claims is None:
+        # Canonical only: stray trailing bits would make many spellings of one proof.
+        if header is None or claims is None or _b64(signature) != sig:
             _refuse("malformed DPoP proof")
         if "crit" in header or "b64" in header:
             _refuse("malformed DPoP proof")
