@@ -449,3 +449,33 @@ def test_any_mutation_of_a_valid_proof_or_header_is_refused() -> None:
         assert answer.status_code in (400, 401), (answer.status_code, changed)
 
     check()
+
+
+# -- server nonces (RFC 9449 §8, §9) ------------------------------------------------------------
+
+
+def test_nonce_demanded_issued_and_rotated(clock: FakeClock) -> None:
+    from bearerguard.core.dpop import NonceIssuer
+
+    secret = b"s" * 32
+    protector = jwt_protector(clock, dpop_proofs=ProofChecker(nonces=NonceIssuer(secret)))
+    client = flask_app(protector)
+    token = bound_token(clock)
+    first = client.get("/r", headers=dpop_headers(token, clock))
+    assert first.status_code == 401
+    assert first.get_json()["error"] == "use_dpop_nonce"
+    assert first.headers["WWW-Authenticate"].startswith(
+        'Bearer realm="api", DPoP realm="api", error="use_dpop_nonce"'
+    )
+    nonce = first.headers["DPoP-Nonce"]
+    assert client.get("/r", headers=dpop_headers(token, clock, nonce=nonce)).status_code == 200
+    # Another worker with the same secret accepts it, without shared state.
+    other = flask_app(jwt_protector(clock, dpop_proofs=ProofChecker(nonces=NonceIssuer(secret))))
+    assert other.get("/r", headers=dpop_headers(token, clock, nonce=nonce)).status_code == 200
+    clock.advance(600)  # two steps on: the nonce is stale, a new one is issued
+    token = bound_token(clock)
+    stale = client.get("/r", headers=dpop_headers(token, clock, nonce=nonce))
+    assert stale.get_json()["error"] == "use_dpop_nonce"
+    assert stale.headers["DPoP-Nonce"] != nonce
+    forged = nonce[:-2] + ("AA" if nonce[-2:] != "AA" else "BA")
+    assert client.get("/r", headers=dpop_headers(token, clock, nonce=forged)).status_code == 401

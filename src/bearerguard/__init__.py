@@ -27,6 +27,7 @@ from .errors import (
     TokenRevokedError,
     UnknownTokenError,
     UnsupportedTokenTypeError,
+    UseDPoPNonceError,
     ValidatorUnavailableError,
 )
 from .revocation import RevocationStore
@@ -49,6 +50,7 @@ __all__ = [
     "TokenRevokedError",
     "UnknownTokenError",
     "UnsupportedTokenTypeError",
+    "UseDPoPNonceError",
     "ValidatorUnavailableError",
     "current_token",
     "token_authenticated",

@@ -38,6 +38,7 @@ __all__ = [
     "TokenRevokedError",
     "UnknownTokenError",
     "UnsupportedTokenTypeError",
+    "UseDPoPNonceError",
     "ValidatorUnavailableError",
 ]
 
@@ -239,6 +240,24 @@ class InvalidDPoPProofError(BearerGuardError):
 
     error = "invalid_dpop_proof"
     description = "The DPoP proof is invalid."
+
+
+class UseDPoPNonceError(InvalidDPoPProofError):
+    """The proof lacks the server's current nonce (RFC 9449 §9): 401
+    ``use_dpop_nonce``, the nonce to use in a ``DPoP-Nonce`` header."""
+
+    error = "use_dpop_nonce"
+    description = "Resource server requires nonce in DPoP proof"
+
+    def __init__(self, description: str | None = None, *, nonce: str = "") -> None:
+        super().__init__(description)
+        self.nonce = nonce
+
+    def get_headers(self, realm: str | None = None) -> list[tuple[str, str]]:
+        headers = super().get_headers(realm)
+        if self.nonce:
+            headers.append(("DPoP-Nonce", self.nonce))
+        return headers
 
 
 class UnknownTokenError(InvalidTokenError):

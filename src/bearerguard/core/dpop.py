@@ -16,6 +16,8 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
+import struct
 import threading
 import time
 from collections import OrderedDict
@@ -25,7 +27,7 @@ from urllib.parse import urlsplit
 
 from jwt.algorithms import Algorithm, get_default_algorithms
 
-from ..errors import InvalidDPoPProofError
+from ..errors import InvalidDPoPProofError, UseDPoPNonceError
 from ..jose.keys import MIN_RSA_BITS
 from .routing import b64url_decode
 from .values import json_object
@@ -33,6 +35,7 @@ from .values import json_object
 __all__ = [
     "DEFAULT_PROOF_ALGORITHMS",
     "MemoryReplayStore",
+    "NonceIssuer",
     "ProofChecker",
     "ReplayStore",
     "normalized_uri",
@@ -99,6 +102,55 @@ class MemoryReplayStore:
             return True
 
 
+class NonceIssuer:
+    """Server nonces (RFC 9449 §8, §9), stateless: a time step and its HMAC.
+
+    A nonce is good for the step it was issued in and the next one, so for
+    ``step`` to ``2 * step`` seconds. Every worker given the same ``secret``
+    accepts every other worker's nonces with no shared state; the default, a
+    random secret, suits one process only.
+    """
+
+    def __init__(
+        self,
+        secret: bytes | None = None,
+        *,
+        step: float = 300.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        if secret is not None and len(secret) < 16:
+            raise ValueError("a nonce secret must be 16 bytes or more")
+        if step <= 0:
+            raise ValueError("step must be positive")
+        self._secret = secret if secret is not None else secrets.token_bytes(32)
+        self.step = float(step)
+        self.clock = clock
+
+    def _mac(self, counter: int) -> bytes:
+        return hmac.new(self._secret, struct.pack(">Q", counter), hashlib.sha256).digest()[:16]
+
+    def issue(self, now: float) -> str:
+        """The nonce of the current step."""
+        counter = int(now // self.step)
+        return _b64(struct.pack(">Q", counter) + self._mac(counter))
+
+    def valid(self, nonce: object, now: float) -> bool:
+        """True for a nonce of this issuer from the current or the previous step."""
+        if not isinstance(nonce, str) or len(nonce) != 32:
+            return False
+        try:
+            raw = b64url_decode(nonce)
+        except ValueError:
+            return False
+        if len(raw) != 24:
+            return False
+        counter = struct.unpack(">Q", raw[:8])[0]
+        current = int(now // self.step)
+        return counter in (current, current - 1) and hmac.compare_digest(
+            raw[8:], self._mac(counter)
+        )
+
+
 def thumbprint(jwk: Mapping[str, Any]) -> str:
     """The RFC 7638 SHA-256 thumbprint of a public JWK, base64url (what ``cnf.jkt`` holds)."""
     members = _REQUIRED.get(jwk.get("kty"))  # type: ignore[arg-type]
@@ -158,6 +210,8 @@ class ProofChecker:
     :param replay: where each proof's ``jti`` is remembered; None skips the
         check (the ``iat``-window-only mode of stateless servers).
     :param max_keys: how many parsed proof keys are kept, by thumbprint.
+    :param nonces: a :class:`NonceIssuer` to demand server nonces (401
+        ``use_dpop_nonce`` with a ``DPoP-Nonce`` header); None demands none.
     """
 
     def __init__(
@@ -168,6 +222,7 @@ class ProofChecker:
         max_skew: float = 30.0,
         replay: ReplayStore | None = None,
         max_keys: int = 1024,
+        nonces: NonceIssuer | None = None,
     ) -> None:
         algs = tuple(dict.fromkeys(algorithms))
         if not algs or not set(algs) <= _SUPPORTED:
@@ -179,6 +234,8 @@ class ProofChecker:
         self.max_skew = float(max_skew)
         self.replay = replay if replay is not None else MemoryReplayStore()
         self.max_keys = max_keys
+        #: Server nonces demanded in every proof; None: none demanded.
+        self.nonces = nonces
         self._keys: OrderedDict[str, Any] = OrderedDict()
         self._keys_lock = threading.Lock()
 
@@ -200,6 +257,9 @@ class ProofChecker:
         if not _VERIFIERS[alg].verify(signing_input, key, signature):
             _refuse("DPoP proof signature invalid")
         self._check_claims(claims, method, uri, token, now)
+        nonces = self.nonces
+        if nonces is not None and not nonces.valid(claims.get("nonce"), now):
+            raise UseDPoPNonceError(nonce=nonces.issue(now))
         if self.replay is not None:
             jti = claims["jti"]
             if not self.replay.first_use(f"{jkt}:{jti}", self.max_age + self.max_skew):

@@ -334,7 +334,8 @@ class Guard(Revoking):
         (no cache, no deny-list): what a cache miss stores. ``bound``: the token
         came with a DPoP proof, its binding is kept; else a bound token is refused."""
         info = self.router.route(token, bound)
-        if not bound and (info.confirmation is not None or confirmation_of(info.token)):
+        # confirmation_of reads the user's token object: behind the hook guard.
+        if not bound and (info.confirmation is not None or call_hook(confirmation_of, info.token)):
             raise InvalidTokenError("sender-constrained token presented as a bearer token")
         limit = self.revocations.max_token_lifetime
         if limit is not None:
