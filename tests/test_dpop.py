@@ -479,3 +479,66 @@ def test_nonce_demanded_issued_and_rotated(clock: FakeClock) -> None:
     assert stale.headers["DPoP-Nonce"] != nonce
     forged = nonce[:-2] + ("AA" if nonce[-2:] != "AA" else "BA")
     assert client.get("/r", headers=dpop_headers(token, clock, nonce=forged)).status_code == 401
+
+
+def test_asgi_views_and_middleware_take_a_dpop_mode(clock: FakeClock) -> None:
+    from fastapi import FastAPI, Security
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from bearerguard.starlette import BearerMiddleware
+    from bearerguard.starlette import ResourceProtector as ASGIProtector
+
+    protector = ASGIProtector(clock=clock, cache=TokenCache(clock=clock))
+    protector.register_token_validator(
+        JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(cached_keypair("RS256", "issuer")))
+    )
+
+    @protector.route("profile", dpop="required")
+    async def only(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    api = FastAPI()
+    protector.init_app(api)
+    dependency = Security(protector("profile", dpop="required"))
+
+    @api.get("/only")
+    async def fast_only(token: Any = dependency) -> dict[str, Any]:
+        return {"ok": True}
+
+    async def plain(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    wrapped = BearerMiddleware(
+        Starlette(routes=[Route("/only", plain)]), protector, "profile", dpop="required"
+    )
+    bearer = make_token(cached_keypair("RS256", "issuer"), now=clock())
+    bound = bound_token(clock)
+    for app in (Starlette(routes=[Route("/only", only)]), api, wrapped):
+        client = TestClient(app)
+        answer = client.get("/only", headers={"Authorization": f"Bearer {bearer}"})
+        assert answer.status_code == 401
+        assert answer.headers["WWW-Authenticate"] == f'DPoP realm="api", algs="{ALGS}"'
+        proof_value = make_proof(KEY, url="http://testserver/only", token=bound, now=clock())
+        headers = {"Authorization": f"DPoP {bound}", "DPoP": proof_value}
+        assert client.get("/only", headers=headers).status_code == 200
+        twice = [*headers.items(), ("DPoP", proof_value)]  # the DPoP field sent twice
+        sent = client.get("/only", headers=twice)
+        assert sent.status_code == 401
+        assert sent.json()["error_description"] == "more than one DPoP proof"
+
+
+def test_flask_two_dpop_header_fields_are_refused(clock: FakeClock) -> None:
+    from werkzeug.datastructures import Headers
+
+    client = flask_app(jwt_protector(clock))
+    token = bound_token(clock)
+    good = dpop_headers(token, clock)
+    headers = Headers([("Authorization", good["Authorization"]), ("DPoP", good["DPoP"])])
+    headers.add("DPoP", good["DPoP"])
+    answer = client.get("/r", headers=headers)
+    assert answer.status_code == 401
+    assert answer.get_json()["error_description"] == "more than one DPoP proof"

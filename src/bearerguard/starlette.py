@@ -328,6 +328,7 @@ class BearerMiddleware:
         operator: str | ScopeOperator = "AND",
         *,
         optional: bool = False,
+        dpop: DPoPMode | None = None,
         **claims: Any,
     ) -> None:
         if protector.guard.allow_form_token:
@@ -336,6 +337,7 @@ class BearerMiddleware:
         self.protector = protector
         self.requirement = compile_requirement(scope, operator, claims)
         self.optional = optional
+        self.dpop = None if dpop is None else check_mode(dpop)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":  # fail closed
@@ -345,7 +347,7 @@ class BearerMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        refusal = await self.protector._refusal(request, self.requirement, self.optional)
+        refusal = await self.protector._refusal(request, self.requirement, self.optional, self.dpop)
         if refusal is not None:
             await refusal(scope, receive, send)
             return
