@@ -108,6 +108,10 @@ REFUSED: dict[str, tuple[Any, str]] = {
         lambda: [proof(header={"jwk": cached_keypair("RS256", "p").jwk()})],
         "does not suit its algorithm",
     ),
+    "jwk-kty-list": (
+        lambda: [proof(header={"jwk": {"kty": ["EC"], "crv": "P-256", "x": "a", "y": "b"}})],
+        "unsupported DPoP proof key",
+    ),
     "signature-other-key": (lambda: [_resigned()], "signature invalid"),
     "jti-missing": (lambda: [proof(jti=None)], "jti missing"),
     "htm-other": (lambda: [proof(method="POST")], "htm does not match"),

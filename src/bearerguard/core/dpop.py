@@ -153,7 +153,8 @@ class NonceIssuer:
 
 def thumbprint(jwk: Mapping[str, Any]) -> str:
     """The RFC 7638 SHA-256 thumbprint of a public JWK, base64url (what ``cnf.jkt`` holds)."""
-    members = _REQUIRED.get(jwk.get("kty"))  # type: ignore[arg-type]
+    kty = jwk.get("kty")
+    members = _REQUIRED.get(kty) if isinstance(kty, str) else None  # a list is unhashable
     if members is None or not all(isinstance(jwk.get(m), str) for m in members):
         _refuse("unsupported DPoP proof key")
     text = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
