@@ -3,6 +3,7 @@ the challenges, replay (in process and through Redis), on both fronts."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 from collections import Counter
@@ -546,3 +547,48 @@ def test_flask_two_dpop_header_fields_are_refused(clock: FakeClock) -> None:
     answer = client.get("/r", headers=headers)
     assert answer.status_code == 401
     assert answer.get_json()["error_description"] == "more than one DPoP proof"
+
+
+def test_any_json_in_any_signed_member_is_refused_or_accepted_never_raised() -> None:
+    """Re-signed proofs whose header or claims members hold any JSON: the checks
+    refuse them with invalid_dpop_proof (or accept an equivalent), nothing else."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+        max_leaves=6,
+    )
+    # Not alg: the proof is signed with the algorithm its header names.
+    header_members = st.sampled_from(["typ", "jwk", "crit", "kty", "crv", "x", "y"])
+    claim_members = st.sampled_from(["jti", "htm", "htu", "iat", "ath", "nonce"])
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.one_of(
+            st.tuples(st.just("header"), header_members, json_values),
+            st.tuples(st.just("claims"), claim_members, json_values),
+        )
+    )
+    def check(change: tuple[str, str, Any]) -> None:
+        where, member, value = change
+        header: dict[str, Any] = {}
+        claims: dict[str, Any] = {}
+        if where == "claims":
+            claims[member] = value
+        elif member in ("kty", "crv", "x", "y"):
+            header["jwk"] = {**make_proof_jwk(), member: value}
+        else:
+            header[member] = value
+        value_proof = proof(header=header, **claims) if where == "header" else proof(**claims)
+        with contextlib.suppress(InvalidDPoPProofError):
+            ProofChecker().check([value_proof], "GET", URL, TOKEN, NOW)
+
+    check()
+
+
+def make_proof_jwk() -> dict[str, Any]:
+    from .dpopkit import public_jwk
+
+    return public_jwk(KEY)
