@@ -275,6 +275,14 @@ def test_modes_per_view_and_per_protector(clock: FakeClock) -> None:
     required = flask_app(jwt_protector(clock, dpop="required"))
     assert required.get("/r", headers={"Authorization": f"Bearer {bearer}"}).status_code == 401
     assert required.get("/r", headers=dpop_headers(bound, clock)).status_code == 200
+    # Set on a live protector: a cached Bearer token is refused, then accepted again.
+    live = jwt_protector(clock)
+    app = flask_app(live)
+    assert app.get("/r", headers={"Authorization": f"Bearer {bearer}"}).status_code == 200
+    live.dpop = "required"
+    assert app.get("/r", headers={"Authorization": f"Bearer {bearer}"}).status_code == 401
+    live.dpop = "allowed"
+    assert app.get("/r", headers={"Authorization": f"Bearer {bearer}"}).status_code == 200
     with pytest.raises(ValueError):
         ResourceProtector(dpop="sometimes")
 
