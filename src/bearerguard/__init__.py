@@ -18,6 +18,7 @@ from .cache import TokenCache
 from .errors import (
     BearerGuardError,
     InsufficientScopeError,
+    InvalidDPoPProofError,
     InvalidRequestError,
     InvalidTokenError,
     MissingTokenError,
@@ -26,6 +27,7 @@ from .errors import (
     TokenRevokedError,
     UnknownTokenError,
     UnsupportedTokenTypeError,
+    UseDPoPNonceError,
     ValidatorUnavailableError,
 )
 from .revocation import RevocationStore
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BearerGuardError",
     "InsufficientScopeError",
+    "InvalidDPoPProofError",
     "InvalidRequestError",
     "InvalidTokenError",
     "MissingTokenError",
@@ -47,6 +50,7 @@ __all__ = [
     "TokenRevokedError",
     "UnknownTokenError",
     "UnsupportedTokenTypeError",
+    "UseDPoPNonceError",
     "ValidatorUnavailableError",
     "current_token",
     "token_authenticated",

@@ -29,6 +29,7 @@ from authlib.oauth2.rfc6750.errors import InvalidTokenError as _AuthlibInvalidTo
 __all__ = [
     "BearerGuardError",
     "InsufficientScopeError",
+    "InvalidDPoPProofError",
     "InvalidRequestError",
     "InvalidTokenError",
     "MissingTokenError",
@@ -37,6 +38,7 @@ __all__ = [
     "TokenRevokedError",
     "UnknownTokenError",
     "UnsupportedTokenTypeError",
+    "UseDPoPNonceError",
     "ValidatorUnavailableError",
 ]
 
@@ -87,6 +89,14 @@ class BearerGuardError(OAuth2Error):  # type: ignore[misc]
     #: protector fills them in from the validator, or its own ``realm``.
     realm: str | None = None
     extra_attributes: Mapping[str, str] = _NO_ATTRIBUTES
+    #: The DPoP challenge's ``algs`` (RFC 9449 §7.1), set by the guard when the
+    #: DPoP scheme is offered for this refusal; None: no DPoP challenge.
+    dpop_algs: str | None = None
+    #: True when the refused request used the DPoP scheme: its challenge
+    #: carries the error, a Bearer one (if accepted) is bare.
+    dpop_request: bool = False
+    #: False when the view takes DPoP only: no Bearer challenge then.
+    bearer_accepted: bool = True
 
     def __init__(
         self,
@@ -154,10 +164,29 @@ class BearerGuardError(OAuth2Error):  # type: ignore[misc]
             ("Cache-Control", "no-store"),
             ("Pragma", "no-cache"),
         ]
-        value = self.challenge(realm if realm is not None else self.realm)
+        realm = realm if realm is not None else self.realm
+        value = self.challenge(realm)
+        if value is not None and self.dpop_algs is not None:
+            value = self._with_dpop(realm, value)
         if value is not None:
             headers.append(("WWW-Authenticate", value))
         return headers
+
+    def _with_dpop(self, realm: str | None, bearer: str) -> str:
+        """``bearer`` and the DPoP challenge, as one list (RFC 9110 §11.6.1)."""
+        params: list[tuple[str, str]] = [("realm", realm)] if realm else []
+        bare = type(self).challenge is _bare_challenge or not self.error
+        if self.dpop_request and not bare:
+            params += [
+                ("error", self.error or ""),
+                ("error_description", _safe_text(self.description)),
+            ]
+            if self.scope:
+                params.append(("scope", _safe_text(self.scope)))
+            bearer = _bare_challenge(self, realm) or "Bearer"
+        params.append(("algs", self.dpop_algs or ""))
+        dpop = "DPoP " + ", ".join(f"{k}={_quoted(v)}" for k, v in params)
+        return f"{bearer}, {dpop}" if self.bearer_accepted else dpop
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.status_code}, {self.error!r}, {self.description!r})"
@@ -204,6 +233,31 @@ class InvalidTokenError(BearerGuardError, _AuthlibInvalidToken):  # type: ignore
     """The token is unknown, expired, revoked or malformed: 401 invalid_token."""
 
     description = "The access token is invalid."
+
+
+class InvalidDPoPProofError(BearerGuardError):
+    """A DPoP proof that fails an RFC 9449 §4.3 check: 401 invalid_dpop_proof (§7.1)."""
+
+    error = "invalid_dpop_proof"
+    description = "The DPoP proof is invalid."
+
+
+class UseDPoPNonceError(InvalidDPoPProofError):
+    """The proof lacks the server's current nonce (RFC 9449 §9): 401
+    ``use_dpop_nonce``, the nonce to use in a ``DPoP-Nonce`` header."""
+
+    error = "use_dpop_nonce"
+    description = "Resource server requires nonce in DPoP proof"
+
+    def __init__(self, description: str | None = None, *, nonce: str = "") -> None:
+        super().__init__(description)
+        self.nonce = nonce
+
+    def get_headers(self, realm: str | None = None) -> list[tuple[str, str]]:
+        headers = super().get_headers(realm)
+        if self.nonce:
+            headers.append(("DPoP-Nonce", self.nonce))
+        return headers
 
 
 class UnknownTokenError(InvalidTokenError):

@@ -31,6 +31,7 @@ from .core.credentials import Credentials
 from .core.front import Front, one_scope
 from .core.hooks import adopted
 from .core.requirements import Requirement, ScopeOperator, compile_requirement
+from .core.sender import DPoPMode, check_mode, dpop_values
 from .errors import BearerGuardError
 from .validators.base import TokenInfo, TokenValidator
 
@@ -165,6 +166,7 @@ class ResourceProtector(Front):
         *,
         scopes: str | Iterable[str] | None = None,
         optional: bool = False,
+        dpop: DPoPMode | None = None,
         **claims: str | Iterable[str] | None,
     ) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
 
@@ -175,6 +177,7 @@ class ResourceProtector(Front):
         *,
         scopes: Any = None,
         optional: bool = False,
+        dpop: DPoPMode | None = None,
         **claims: str | Iterable[str] | None,
     ) -> Any:
         """Decorate a view: ``@require_oauth('profile email', 'OR')``.
@@ -183,14 +186,21 @@ class ResourceProtector(Front):
         requests without credentials through with a falsy ``current_token``;
         a bad token, or an unsupported scheme, is still refused. ``groups=``,
         ``roles=`` and ``entitlements=`` require any one of the listed values.
+        ``dpop=`` overrides the protector's DPoP mode for this view
+        (``"allowed"``, ``"required"``, ``"disabled"``; RFC 9449).
         """
         if callable(scope) and not isinstance(scope, str | list | tuple):
             return self()(scope)  # bare @require_oauth
         requirement = compile_requirement(one_scope(scope, scopes), operator, claims)
-        return functools.partial(self._decorate, requirement, optional)
+        mode = None if dpop is None else check_mode(dpop)
+        return functools.partial(self._decorate, requirement, optional, mode)
 
     def _decorate(
-        self, requirement: Requirement, optional: bool, view: Callable[P, R]
+        self,
+        requirement: Requirement,
+        optional: bool,
+        dpop: DPoPMode | None,
+        view: Callable[P, R],
     ) -> Callable[P, R]:
         """``view`` behind the guard; a coroutine view stays a coroutine."""
         if inspect.iscoroutinefunction(view):
@@ -199,7 +209,7 @@ class ResourceProtector(Front):
             @functools.wraps(view)
             async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
                 try:
-                    self._authorize(requirement, optional)
+                    self._authorize(requirement, optional, dpop)
                 except OAuth2Error as error:
                     self.raise_error_response(error)
                 return await async_view(*args, **kwargs)
@@ -209,7 +219,7 @@ class ResourceProtector(Front):
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             try:
-                self._authorize(requirement, optional)
+                self._authorize(requirement, optional, dpop)
             except OAuth2Error as error:
                 self.raise_error_response(error)
             return view(*args, **kwargs)
@@ -256,22 +266,25 @@ class ResourceProtector(Front):
 
     # -- the hot path -----------------------------------------------------------
 
-    def _authorize(self, requirement: Requirement, optional: bool) -> None:
+    def _authorize(
+        self, requirement: Requirement, optional: bool, dpop: DPoPMode | None = None
+    ) -> None:
         observe = self.guard.observe_latency
         if observe is None:
-            return self._check(requirement, optional)
+            return self._check(requirement, optional, dpop)
         start = time.perf_counter()
         try:
-            return self._check(requirement, optional)
+            return self._check(requirement, optional, dpop)
         finally:
             observe(time.perf_counter() - start)
 
-    def _check(self, requirement: Requirement, optional: bool) -> None:
+    def _check(self, requirement: Requirement, optional: bool, dpop: DPoPMode | None) -> None:
         guard = self.guard
         header = _request_now().environ.get("HTTP_AUTHORIZATION")
-        info = guard.try_cached(header, requirement, _oauth_request)
+        # A view that takes DPoP only is never answered by a Bearer hit.
+        info = guard.try_cached(header, requirement, _oauth_request) if dpop != "required" else None
         if info is None:
-            info = guard.authorize(self._credentials(), requirement, optional)
+            info = guard.authorize(self._credentials(), requirement, optional, dpop)
         current = _g_now()  # one context lookup, not two
         if info is None:  # an anonymous request to an optional view
             setattr(current, _G_TOKEN, None)
@@ -307,6 +320,7 @@ class ResourceProtector(Front):
             form=form,
             request=flask_request,
             hook_request=_oauth_request,
+            dpop=dpop_values(flask_request.environ.get("HTTP_DPOP")),
         )
 
 

@@ -52,9 +52,10 @@ from ._log import throttled
 from ._outage import OutageGate
 from ._redis_wire import RedisDenyList, client_of
 from .redis_cache import RedisIntrospectionCache
+from .redis_replay import RedisReplayStore
 from .revocation import RevocationStore
 
-__all__ = ["RedisBroadcast", "RedisIntrospectionCache", "RedisRevocationStore"]
+__all__ = ["RedisBroadcast", "RedisIntrospectionCache", "RedisReplayStore", "RedisRevocationStore"]
 
 
 class RedisBroadcast:

@@ -32,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .core.credentials import Credentials
 from .core.front import Front, one_scope
 from .core.requirements import Requirement, ScopeOperator, compile_requirement
+from .core.sender import DPoPMode, check_mode
 from .errors import BearerGuardError
 
 __all__ = ["BearerMiddleware", "Dependency", "RefusedError", "ResourceProtector"]
@@ -71,7 +72,11 @@ class ResourceProtector(Front):
     # -- the request ---------------------------------------------------------------
 
     async def authorize(
-        self, request: Request, requirement: Requirement, optional: bool = False
+        self,
+        request: Request,
+        requirement: Requirement,
+        optional: bool = False,
+        dpop: DPoPMode | None = None,
     ) -> Any:
         """This request's token held to ``requirement`` (None: anonymous and
         ``optional``), also put on ``request.state.token``; raises the refusal."""
@@ -79,11 +84,11 @@ class ResourceProtector(Front):
         start = time.perf_counter() if observe is not None else 0.0
         try:
             header = _authorization(request.scope)
-            info = self.guard.try_cached(header, requirement)
+            info = self.guard.try_cached(header, requirement) if dpop != "required" else None
             if info is None:
                 credentials = await self._credentials(request, header)
                 info = await anyio.to_thread.run_sync(
-                    self.guard.authorize, credentials, requirement, optional
+                    self.guard.authorize, credentials, requirement, optional, dpop
                 )
         finally:
             if observe is not None:
@@ -106,7 +111,10 @@ class ResourceProtector(Front):
         ):
             # Read on the loop (it is async); the body stays cached for the view.
             form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        return Credentials(header, request.method, str(request.url), query, form, None, request)
+        proofs = tuple(v.decode("latin-1") for k, v in request.scope["headers"] if k == b"dpop")
+        return Credentials(
+            header, request.method, str(request.url), query, form, None, request, dpop=proofs
+        )
 
     def response(self, error: OAuth2Error) -> Response:
         """The refusal as a response: :meth:`Guard.render`'s status, headers and body."""
@@ -114,10 +122,14 @@ class ResourceProtector(Front):
         return Response(body, status, headers=dict(headers), media_type="application/json")
 
     async def _refusal(
-        self, request: Request, requirement: Requirement, optional: bool
+        self,
+        request: Request,
+        requirement: Requirement,
+        optional: bool,
+        dpop: DPoPMode | None = None,
     ) -> Response | None:
         try:
-            await self.authorize(request, requirement, optional)
+            await self.authorize(request, requirement, optional, dpop)
         except BearerGuardError as error:
             return self.response(error)
         return None
@@ -135,6 +147,7 @@ class ResourceProtector(Front):
         *,
         scopes: str | Iterable[str] | None = None,
         optional: bool = False,
+        dpop: DPoPMode | None = None,
         **claims: Any,
     ) -> Callable[[Endpoint | SyncEndpoint], Endpoint]: ...
 
@@ -145,6 +158,7 @@ class ResourceProtector(Front):
         *,
         scopes: Any = None,
         optional: bool = False,
+        dpop: DPoPMode | None = None,
         **claims: Any,
     ) -> Any:
         """Decorate a Starlette endpoint ``(request) -> Response``, as Flask's
@@ -156,6 +170,7 @@ class ResourceProtector(Front):
         if callable(scope) and not isinstance(scope, str | list | tuple):
             return self.route()(scope)  # bare @require_oauth.route
         requirement = compile_requirement(one_scope(scope, scopes), operator, claims)
+        mode = None if dpop is None else check_mode(dpop)
 
         def decorator(endpoint: Endpoint | SyncEndpoint) -> Endpoint:
             run: Endpoint = (
@@ -164,7 +179,7 @@ class ResourceProtector(Front):
 
             @functools.wraps(endpoint)
             async def wrapper(request: Request) -> Response:
-                refusal = await self._refusal(request, requirement, optional)
+                refusal = await self._refusal(request, requirement, optional, mode)
                 return refusal if refusal is not None else await run(request)
 
             return wrapper
@@ -180,6 +195,7 @@ class ResourceProtector(Front):
         *,
         scopes: str | Iterable[str] | None = None,
         optional: bool = False,
+        dpop: DPoPMode | None = None,
         **claims: Any,
     ) -> Any:
         """A FastAPI dependency: ``token = Security(require_oauth("profile"))``.
@@ -189,7 +205,8 @@ class ResourceProtector(Front):
         too (all of them); every required scope is listed in ``/openapi.json``
         under the protector's HTTP bearer security scheme.
         """
-        return Dependency(self, one_scope(scope, scopes), operator, claims, optional)
+        mode = None if dpop is None else check_mode(dpop)
+        return Dependency(self, one_scope(scope, scopes), operator, claims, optional, mode)
 
     def init_app(self, app: Any) -> None:
         """Make a Starlette or FastAPI app answer the dependency's refusals
@@ -219,8 +236,10 @@ class Dependency:
         operator: str | ScopeOperator,
         claims: Mapping[str, Any],
         optional: bool,
+        dpop: DPoPMode | None = None,
     ) -> None:
         self.protector = protector
+        self.dpop = dpop
         self.scope, self.operator, self.claims = scope, operator, dict(claims)
         self.optional = optional
         self.requirement = compile_requirement(scope, operator, claims)  # errors at import time
@@ -251,7 +270,7 @@ class Dependency:
         extra = tuple(security_scopes.scopes) if security_scopes is not None else ()
         requirement = self._requirement(extra) if extra else self.requirement
         try:
-            return await self.protector.authorize(request, requirement, self.optional)
+            return await self.protector.authorize(request, requirement, self.optional, self.dpop)
         except BearerGuardError as error:
             raise RefusedError(error, self.protector.response(error)) from None
 
@@ -309,6 +328,7 @@ class BearerMiddleware:
         operator: str | ScopeOperator = "AND",
         *,
         optional: bool = False,
+        dpop: DPoPMode | None = None,
         **claims: Any,
     ) -> None:
         if protector.guard.allow_form_token:
@@ -317,6 +337,7 @@ class BearerMiddleware:
         self.protector = protector
         self.requirement = compile_requirement(scope, operator, claims)
         self.optional = optional
+        self.dpop = None if dpop is None else check_mode(dpop)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":  # fail closed
@@ -326,7 +347,7 @@ class BearerMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)
-        refusal = await self.protector._refusal(request, self.requirement, self.optional)
+        refusal = await self.protector._refusal(request, self.requirement, self.optional, self.dpop)
         if refusal is not None:
             await refusal(scope, receive, send)
             return

@@ -53,6 +53,9 @@ class Credentials:
     #: Builds what Authlib 1.x's hooks (``validate_request``, ``validate_token``)
     #: receive, Authlib's request wrapper in Flask; None: they get ``request``.
     hook_request: Callable[[], Any] | None = None
+    #: The ``DPoP`` header values (RFC 9449 §4.1), each as sent: a proof is
+    #: accepted only when there is exactly one.
+    dpop: Sequence[str] = ()
 
     def oauth_request(self) -> Any:
         """What Authlib 1.x's hooks receive as ``request``."""

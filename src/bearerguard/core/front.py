@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..cache import TokenCache
     from ..revocation import RevocationStore
     from ..validators.base import TokenValidator
+    from .dpop import ProofChecker
     from .stats import GuardStats
 
 __all__ = ["Front", "GuardSetting", "HasGuard", "one_scope"]
@@ -72,6 +73,9 @@ class Front:
         allow_query_token: bool = False,
         max_token_length: int = 8192,
         clock: Callable[[], float] = time.time,
+        dpop: str = "allowed",
+        dpop_proofs: ProofChecker | None = None,
+        dpop_public_url: str | None = None,
     ) -> None:
         #: The framework-neutral decision maker; this object is its front.
         self.guard = Guard(
@@ -82,6 +86,9 @@ class Front:
             allow_query_token=allow_query_token,
             max_token_length=max_token_length,
             clock=clock,
+            dpop=dpop,
+            dpop_proofs=dpop_proofs,
+            dpop_public_url=dpop_public_url,
         )
 
     realm: GuardSetting[str | None] = GuardSetting()
@@ -91,6 +98,8 @@ class Front:
     allow_form_token: GuardSetting[bool] = GuardSetting()
     allow_query_token: GuardSetting[bool] = GuardSetting()
     max_token_length: GuardSetting[int] = GuardSetting()
+    #: The DPoP mode of views that name none (RFC 9449): allowed, required, disabled.
+    dpop: GuardSetting[str] = GuardSetting()
     #: Called with each authorization's duration in seconds (metrics).
     observe_latency: GuardSetting[Callable[[float], None] | None] = GuardSetting()
 

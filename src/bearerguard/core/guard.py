@@ -36,11 +36,14 @@ from ..errors import (
 )
 from ..revocation import RevocationStore
 from ..validators.base import TokenValidator
+from .binding import confirmation_of
 from .credentials import Credentials, digest, parse_authorization, token_of
+from .dpop import ProofChecker
 from .hooks import adopted, call_hook
 from .requirements import Requirement
 from .revoking import Revoking
 from .routing import Router, scheme_credentials
+from .sender import DPoPMode, DPoPScheme, check_mode, is_dpop
 from .stats import GuardStats, validator_stats
 from .tokeninfo import TokenInfo
 
@@ -64,6 +67,9 @@ class Guard(Revoking):
         allow_query_token: bool = False,
         max_token_length: int = 8192,
         clock: Callable[[], float] = time.time,
+        dpop: str = "allowed",
+        dpop_proofs: ProofChecker | None = None,
+        dpop_public_url: str | None = None,
     ) -> None:
         self.realm = realm
         self.clock = clock
@@ -86,6 +92,24 @@ class Guard(Revoking):
         self._accepted = AtomicCounter()
         #: Called with each authorization's duration in seconds (metrics); None: not timed.
         self.observe_latency: Callable[[float], None] | None = None
+        #: The DPoP scheme's settings and checks (RFC 9449).
+        self.sender = DPoPScheme(dpop, dpop_proofs, dpop_public_url)
+        self.dpop = self.sender.mode
+
+    @property
+    def dpop(self) -> DPoPMode:
+        """The DPoP mode of views that name none: allowed, required or disabled."""
+        return self.sender.mode
+
+    @dpop.setter
+    def dpop(self, mode: str) -> None:
+        self.sender.mode = check_mode(mode)
+        # DPoP only: no Bearer hit may answer. Shadowing the method costs the
+        # hot path nothing, where a test in it would cost every hit.
+        if mode == "required":
+            self.try_cached = _no_hit  # type: ignore[method-assign]
+        else:
+            self.__dict__.pop("try_cached", None)
 
     # -- configuration ---------------------------------------------------------
 
@@ -175,7 +199,11 @@ class Guard(Revoking):
         return info
 
     def authorize(
-        self, credentials: Credentials, requirement: Requirement, optional: bool = False
+        self,
+        credentials: Credentials,
+        requirement: Requirement,
+        optional: bool = False,
+        dpop: DPoPMode | None = None,
     ) -> TokenInfo | None:
         """The whole decision for one request: its token found, validated (or
         taken from the cache), deny-list checked, and held to ``requirement``
@@ -183,17 +211,23 @@ class Guard(Revoking):
 
         Returns the token's facts (``info.token`` re-attached when a hook
         needed a live row), or None for a request without credentials when
-        ``optional``. Raises the refusal, counted and stamped.
+        ``optional``. Raises the refusal, counted and stamped. ``dpop``: the
+        view's DPoP mode, when it names one.
         """
+        mode = dpop or self.sender.mode
         try:
-            info = self.authenticate(credentials)
+            info = self.authenticate(credentials, mode)
         except MissingTokenError as error:
             if optional:
                 return None
-            raise self._refused(error) from None
+            raise self._refused(self.sender.stamp(error, mode)) from None
         except BearerGuardError as error:
-            raise self._refused(error) from None
-        return self._admit(info, requirement, credentials.oauth_request)
+            raise self._refused(self.sender.stamp(error, mode)) from None
+        try:
+            return self._admit(info, requirement, credentials.oauth_request)
+        except BearerGuardError as error:
+            error.dpop_request = is_dpop(credentials.authorization)
+            raise self.sender.stamp(error, mode) from None
 
     def _admit(
         self, info: TokenInfo, requirement: Requirement, hook_request: Callable[[], Any]
@@ -220,8 +254,16 @@ class Guard(Revoking):
         self._accepted.bump()
         return info
 
-    def authenticate(self, credentials: Credentials) -> TokenInfo:
+    def authenticate(self, credentials: Credentials, dpop: DPoPMode | None = None) -> TokenInfo:
         """Find, validate and deny-list-check the request's token (no scope check)."""
+        mode = dpop or self.sender.mode
+        if mode != "allowed" or is_dpop(credentials.authorization):
+            if is_dpop(credentials.authorization) and "dpop" not in self._others:
+                return self.sender.authenticate(self, credentials, mode)
+            if mode == "required":
+                if credentials.authorization is None:
+                    raise MissingTokenError()
+                raise UnsupportedTokenTypeError()
         if self._others:
             found = scheme_credentials(
                 credentials.authorization or "", self._others, self.max_token_length
@@ -250,10 +292,10 @@ class Guard(Revoking):
             info = cache.load(key, lambda: self.validate(token))
         else:
             info = self.validate(token)
-        self._check_live(key, info)
+        self.check_live(key, info)
         return info
 
-    def _check_live(self, key: bytes, info: TokenInfo) -> None:
+    def check_live(self, key: bytes, info: TokenInfo) -> None:
         """Expiry again, at the instant the deny-list is read, then the deny-list.
 
         A revocation ends at the token's exp, so a token seen unexpired at the
@@ -279,7 +321,7 @@ class Guard(Revoking):
             info = self.router.first_valid(validators, presented)
             if info.expiry_check is not None and call_hook(info.expiry_check):
                 raise TokenExpiredError()
-            self._check_live(digest(presented), info)
+            self.check_live(digest(presented), info)
         except BearerGuardError as error:
             self.stamp(error, validators[0])
             raise
@@ -287,10 +329,14 @@ class Guard(Revoking):
 
     # -- validation (cache misses) ------------------------------------------------
 
-    def validate(self, token: str) -> TokenInfo:
+    def validate(self, token: str, bound: bool = False) -> TokenInfo:
         """Route ``token`` to its validator and check the store's lifetime bound
-        (no cache, no deny-list): what a cache miss stores."""
-        info = self.router.route(token)
+        (no cache, no deny-list): what a cache miss stores. ``bound``: the token
+        came with a DPoP proof, its binding is kept; else a bound token is refused."""
+        info = self.router.route(token, bound)
+        # confirmation_of reads the user's token object: behind the hook guard.
+        if not bound and (info.confirmation is not None or call_hook(confirmation_of, info.token)):
+            raise InvalidTokenError("sender-constrained token presented as a bearer token")
         limit = self.revocations.max_token_lifetime
         if limit is not None:
             _check_lifetime(info, limit)
@@ -348,6 +394,13 @@ class Guard(Revoking):
             "revocations": self.revocations.stats(),
             "validators": validator_stats(self.validators),
         }
+
+
+def _no_hit(
+    authorization: str | None, requirement: Requirement, hook_request: object = None
+) -> None:
+    """``try_cached`` of a guard that takes DPoP only: every request is decided in full."""
+    return None
 
 
 def _check_lifetime(info: TokenInfo, limit: float) -> None:

@@ -89,28 +89,35 @@ class Router:
         """Every registered validator, by scheme then registration order."""
         return [v for validators in self.schemes.values() for v in validators]
 
-    def route(self, token: str) -> TokenInfo:
-        """Validate a Bearer token with the validator it belongs to."""
+    def route(self, token: str, bound: bool = False) -> TokenInfo:
+        """Validate a Bearer token with the validator it belongs to; ``bound``:
+        a DPoP token, validated by ``validate_bound`` (its ``cnf`` kept)."""
         jws = peek_jws(token) if self.jwt else None
         if jws is None:
-            return self.first_valid(self.opaque, token)
+            return self.first_valid(self.opaque, token, bound)
         payload = jws[1]
         issuer = payload.get("iss") if payload is not None else None
         entry = self._jws_entry.get(issuer) if isinstance(issuer, str) else None
         if entry is None or not isinstance(issuer, str):
             raise InvalidTokenError("untrusted issuer" if payload else "malformed token")
         # Behind the guard: a validator may call user code (get_jwks, claims_check).
-        info = call_hook(entry, token, jws[0], payload)
+        if bound:
+            info = call_hook(self.jwt[issuer].validate_bound, token)
+        else:
+            info = call_hook(entry, token, jws[0], payload)
         if info.revocation_key is None:  # a JWT validator of the user's own
             info = dataclasses.replace(info, revocation_key=signed_content_key(token))
         return self._with_policy(info, self.jwt[issuer]) if self._policies else info
 
-    def first_valid(self, validators: list[TokenValidator], token: str) -> TokenInfo:
+    def first_valid(
+        self, validators: list[TokenValidator], token: str, bound: bool = False
+    ) -> TokenInfo:
         """The first answer of ``validators`` that knows ``token``."""
         unavailable: ValidatorUnavailableError | None = None
         for validator in validators:
             try:
-                info = call_hook(validator.validate, token)
+                check = validator.validate_bound if bound else validator.validate
+                info = call_hook(check, token)
             except UnknownTokenError:
                 continue
             except ValidatorUnavailableError as error:

@@ -71,6 +71,9 @@ class TokenInfo:
     #: The per-request hooks its validator's subclass overrides; None (the
     #: usual case) costs a cache hit nothing.
     hooks: Policy | None = None
+    #: The token's binding (RFC 7800 ``cnf``: ``jkt`` for DPoP), None for a
+    #: bearer token; a bound token is accepted only with its proof.
+    confirmation: Mapping[str, Any] | None = None
 
 
 class SharedObjects(Protocol):

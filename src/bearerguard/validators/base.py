@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from ..core.binding import confirmation_of
 from ..core.tokeninfo import TokenInfo
 from ..core.values import number_or_none, text_or_none, values_of
 from ..errors import InsufficientScopeError
@@ -69,6 +70,16 @@ class TokenValidator:
         """:meth:`validate` for a JWS whose header and payload the protector has
         parsed, unverified, to route it; a JWT validator may reuse them."""
         return self.validate(token_string)
+
+    def validate_bound(self, token_string: str) -> TokenInfo:
+        """:meth:`validate` for a token presented with a proof of possession
+        (the DPoP scheme), its binding in ``confirmation``: a claims
+        mapping's ``cnf``, or a model's ``dpop_jkt`` attribute."""
+        info = self.validate(token_string)
+        if info.confirmation is not None:
+            return info
+        cnf = confirmation_of(info.token)
+        return replace(info, confirmation=cnf) if cnf is not None else info
 
     def peek_expiry(self, token_string: str) -> float | None:
         """The token's expiry if it can be read without a backend call (for revoke)."""

@@ -189,6 +189,14 @@ class IntrospectionTokenValidator(TokenValidator):
 
     def validate(self, token_string: str) -> TokenInfo:
         """Introspect ``token_string``; refuse it unless it is active and ours."""
+        return self._validated(token_string, bound=False)
+
+    def validate_bound(self, token_string: str) -> TokenInfo:
+        """:meth:`validate` for a token sent with a DPoP proof: an answer's
+        ``cnf`` (RFC 9449 §6.2) becomes ``confirmation``, for the guard to check."""
+        return self._validated(token_string, bound=True)
+
+    def _validated(self, token_string: str, *, bound: bool) -> TokenInfo:
         key = digest(token_string).hex()
         shared = self._shared_get(key) if self.shared_cache is not None else None
         if shared is None:
@@ -202,8 +210,10 @@ class IntrospectionTokenValidator(TokenValidator):
             answer, until = shared
         if not answer["active"]:
             raise UnknownTokenError("token is not active")
-        self._check(answer)
+        self._check(answer, bound)
         info = describe_token(IntrospectionToken(answer))
+        if bound and answer.get("cnf") is not None:
+            info = dataclasses.replace(info, confirmation=answer["cnf"])
         # No process trusts a shared answer longer than it is shared for.
         return info if until is None else dataclasses.replace(info, cache_until=until)
 
@@ -263,7 +273,7 @@ class IntrospectionTokenValidator(TokenValidator):
         pair = f"{quote(self.client_id, safe='')}:{quote(self._secret, safe='')}"
         return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
 
-    def _check(self, answer: Mapping[str, Any]) -> None:
+    def _check(self, answer: Mapping[str, Any], bound: bool = False) -> None:
         for claim in ("exp", "nbf", "iat"):
             if answer.get(claim) is not None and number_or_none(answer[claim]) is None:
                 _refuse(f"malformed {claim}")
@@ -275,11 +285,12 @@ class IntrospectionTokenValidator(TokenValidator):
         if nbf is not None and nbf > now + self.leeway:
             _refuse("token not yet valid")
         token_type = answer.get("token_type")
-        if token_type is not None and str(token_type).lower() != "bearer":
+        if token_type is not None and str(token_type).lower() not in _TOKEN_TYPES[bound]:
             _refuse("not a bearer token")
         if answer.get("token_use") == "refresh_token":
             _refuse("not an access token")
-        if answer.get("cnf") is not None:
+        cnf = answer.get("cnf")
+        if cnf is not None and not (bound and isinstance(cnf, dict)):
             _refuse("sender-constrained token")
         if self.issuer is not None and answer.get("iss") != self.issuer:
             _refuse("issuer mismatch")
@@ -361,6 +372,10 @@ class IntrospectionTokenValidator(TokenValidator):
 _TOKEN_ERRORS = frozenset(
     {"invalid_request", "invalid_token", "invalid_grant", "unsupported_token_type"}
 )
+
+
+#: The ``token_type`` an answer may state, as a bearer token or with a proof.
+_TOKEN_TYPES = {False: frozenset({"bearer"}), True: frozenset({"bearer", "dpop"})}
 
 
 def _refuses_the_token(body: bytes) -> bool:

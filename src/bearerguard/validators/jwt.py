@@ -13,6 +13,7 @@ verified token is cached by the protector, so each token is verified once.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final
@@ -59,7 +60,8 @@ class JWTBearerTokenValidator(TokenValidator):
     this one. Register one validator per trusted issuer.
 
     Tokens bound to a key (a ``cnf`` claim: DPoP, RFC 9449; mTLS, RFC 8705)
-    are refused: they are not bearer tokens, and no proof is checked here.
+    are refused as bearer tokens; with the DPoP scheme, the guard checks
+    ``cnf.jkt`` against the proof (:meth:`validate_bound`).
 
     :param issuer: the exact ``iss`` accepted.
     :param audience: this resource server's identifier(s); the token's ``aud``
@@ -256,6 +258,25 @@ class JWTBearerTokenValidator(TokenValidator):
         payload = jws.claims()
         self.claims_policy.check(payload, jws.header, self.clock())
         return self.token_info(jws, payload)
+
+    def validate_bound(self, token_string: str) -> TokenInfo:
+        """:meth:`validate` for a token presented with a DPoP proof: its ``cnf``
+        becomes ``confirmation``, for the guard to check against the proof.
+
+        :meth:`validate_jws` (with every check a subclass adds) sees the claims
+        without ``cnf``, so its ``cnf`` step passes; the binding kept is that of
+        the payload it verified, decoded from the same signed bytes.
+        """
+        header, claims = decode_parts(token_string)
+        cnf = claims.get("cnf") if claims is not None else None
+        if cnf is None:
+            return self.validate_jws(token_string, header, claims)
+        if not isinstance(cnf, dict):
+            raise InvalidTokenError("invalid claim: cnf")
+        assert claims is not None
+        unbound = {name: value for name, value in claims.items() if name != "cnf"}
+        info = self.validate_jws(token_string, header, unbound)
+        return dataclasses.replace(info, confirmation=cnf)
 
     def signing_key(self, header: Mapping[str, Any]) -> VerifyKey:
         """The configured key for the header's ``kid`` and ``alg`` (an allowed one).

@@ -1,0 +1,133 @@
+"""The DPoP scheme (RFC 9449 §7): ``Authorization: DPoP <token>`` with its proof.
+
+:class:`DPoPScheme` is the guard's part for it: which requests may or must use
+it (the mode, per guard and per view), the proof's checks
+(:class:`~bearerguard.core.dpop.ProofChecker`), the token's validation (cached
+as a Bearer token's is, under its own key, so a Bearer request never finds a
+bound token's entry) and the binding of the one to the other
+(:func:`~bearerguard.core.binding.check_binding`). A Bearer cache hit never
+comes here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Literal
+
+from ..errors import BearerGuardError, TokenExpiredError, UnsupportedTokenTypeError
+from .binding import check_binding
+from .credentials import Credentials, digest, parse_authorization
+from .dpop import ProofChecker, normalized_uri
+from .hooks import call_hook
+from .tokeninfo import TokenInfo
+
+if TYPE_CHECKING:
+    from .guard import Guard
+
+__all__ = ["MODES", "DPoPMode", "DPoPScheme", "check_mode", "dpop_values", "is_dpop"]
+
+DPoPMode = Literal["allowed", "required", "disabled"]
+MODES: tuple[DPoPMode, ...] = ("allowed", "required", "disabled")
+
+
+def is_dpop(authorization: str | None) -> bool:
+    """True for an ``Authorization`` value of the DPoP scheme (any case)."""
+    return authorization is not None and authorization[:5].lower() == "dpop "
+
+
+def dpop_values(joined: str | None) -> tuple[str, ...]:
+    """The ``DPoP`` header values from one field value: WSGI servers join
+    repeated headers with commas, which no compact JWS holds."""
+    if joined is None:
+        return ()
+    return tuple(value.strip(" \t") for value in joined.split(","))
+
+
+def check_mode(mode: str) -> DPoPMode:
+    if mode not in MODES:
+        raise ValueError(f"dpop must be one of {', '.join(MODES)}, not {mode!r}")
+    return mode
+
+
+class DPoPScheme:
+    """What a guard does with DPoP requests.
+
+    :param mode: ``"allowed"`` (bound tokens with DPoP, unbound ones with
+        Bearer), ``"required"`` (DPoP only) or ``"disabled"`` (the scheme is
+        unsupported; bound tokens stay refused as Bearer tokens).
+    :param proofs: the proof checks (algorithms, ``iat`` window, replay store).
+    :param public_url: the scheme and authority (and path prefix) clients
+        use, behind a proxy: ``htu`` is compared with it plus the path the
+        server saw. None: the URL the WSGI/ASGI server saw. Forwarded headers
+        are never read: any client can send them.
+    """
+
+    def __init__(
+        self,
+        mode: str = "allowed",
+        proofs: ProofChecker | None = None,
+        public_url: str | None = None,
+    ) -> None:
+        self.mode = check_mode(mode)
+        self.proofs = proofs if proofs is not None else ProofChecker()
+        if public_url is not None:
+            normalized_uri(public_url)  # ValueError now, not at the first request
+        self.public_url = public_url.rstrip("/") if public_url is not None else None
+
+    @property
+    def algs(self) -> str:
+        """The ``algs`` of the DPoP challenge."""
+        return " ".join(self.proofs.algorithms)
+
+    def request_uri(self, url: str) -> str:
+        """The URI the proof's ``htu`` must name (query and fragment are dropped later)."""
+        if self.public_url is None:
+            return url
+        rest = url.split("://", 1)[-1]
+        slash = rest.find("/")
+        return self.public_url + (rest[slash:] if slash >= 0 else "/")
+
+    def stamp(self, error: BearerGuardError, mode: DPoPMode) -> BearerGuardError:
+        """Give ``error`` the DPoP challenge when the scheme is offered for it."""
+        if mode == "disabled" or not (error.dpop_request or mode == "required"):
+            return error
+        error.dpop_algs = self.algs
+        error.bearer_accepted = mode != "required"
+        return error
+
+    def authenticate(self, guard: Guard, credentials: Credentials, mode: DPoPMode) -> TokenInfo:
+        """The token of a DPoP request, its proof checked and bound to it."""
+        if mode == "disabled":
+            raise UnsupportedTokenTypeError()
+        try:
+            return self._authenticate(guard, credentials)
+        except BearerGuardError as error:
+            error.dpop_request = True
+            raise
+
+    def _authenticate(self, guard: Guard, credentials: Credentials) -> TokenInfo:
+        header = credentials.authorization or ""
+        token = parse_authorization("Bearer " + header[5:].lstrip(" "), guard.max_token_length)
+        uri = self.request_uri(credentials.url)
+        jkt = self.proofs.check(credentials.dpop, credentials.method, uri, token, guard.clock())
+        for check in guard.router.request_checks:
+            check(credentials)
+        info = self._validated(guard, token)
+        guard.check_live(digest(token), info)
+        check_binding(info.confirmation, {"jkt": jkt})
+        return info
+
+    def _validated(self, guard: Guard, token: str) -> TokenInfo:
+        """The token's validation, from the cache under a key of its own."""
+        cache = guard.cache
+        if cache is None:
+            return guard.validate(token, bound=True)
+        # No bearer token holds NUL: these keys never meet a Bearer token's.
+        key = digest("\0dpop\0" + token)
+        entry = cache.get(key)
+        if entry is None:
+            return cache.load(key, lambda: guard.validate(token, bound=True))
+        info = entry.info
+        if info.expiry_check is not None and call_hook(info.expiry_check):
+            cache.evict(key)
+            raise TokenExpiredError()
+        return info
