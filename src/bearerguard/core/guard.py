@@ -14,16 +14,12 @@ attributes, that :meth:`Guard.render` turns into the same bytes for every front.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from authlib.oauth2 import OAuth2Error
-
-from .._log import logger
 from ..cache import AtomicCounter, TokenCache
 from ..errors import (
     BearerGuardError,
@@ -37,9 +33,10 @@ from ..errors import (
 from ..revocation import RevocationStore
 from ..validators.base import TokenValidator
 from .binding import confirmation_of
-from .credentials import Credentials, digest, parse_authorization, token_of
+from .credentials import Credentials, digest, token_of
 from .dpop import ProofChecker
-from .hooks import adopted, call_hook
+from .hooks import call_hook
+from .refusing import Refusing
 from .requirements import Requirement
 from .revoking import Revoking
 from .routing import Router, scheme_credentials
@@ -53,7 +50,7 @@ __all__ = ["DEFAULT_CACHE", "Guard", "GuardStats"]
 DEFAULT_CACHE: Any = object()
 
 
-class Guard(Revoking):
+class Guard(Refusing, Revoking):
     """Bearer-token protection, framework-neutral: registry, routing, cache,
     deny-list and counters (see ``ResourceProtector`` for the parameters)."""
 
@@ -127,30 +124,6 @@ class Guard(Revoking):
     def validators(self) -> list[TokenValidator]:
         """Every registered validator, by scheme then registration order."""
         return self.router.validators
-
-    def validator_for(self, token_type: str) -> TokenValidator:
-        """The first validator registered for ``token_type``, else a stamped
-        :class:`UnsupportedTokenTypeError`."""
-        validators = self._schemes.get(token_type.lower())
-        if not validators:
-            raise self.stamp(UnsupportedTokenTypeError())
-        return validators[0]
-
-    def split_authorization(self, header: str | None) -> tuple[TokenValidator, str]:
-        """``(validator, credentials)`` for an ``Authorization`` header value.
-
-        Raises :class:`MissingTokenError` or :class:`UnsupportedTokenTypeError`;
-        a malformed Bearer header is a 400 (all stamped, none counted).
-        """
-        if not header:
-            raise self.stamp(MissingTokenError())
-        try:
-            found = scheme_credentials(header, self._others, self.max_token_length)
-            if found is None:
-                found = ("bearer", parse_authorization(header, self.max_token_length))
-        except BearerGuardError as error:
-            raise self.stamp(error) from None
-        return self.validator_for(found[0]), found[1]
 
     # -- the hot path -----------------------------------------------------------
 
@@ -341,44 +314,6 @@ class Guard(Revoking):
         if limit is not None:
             _check_lifetime(info, limit)
         return info
-
-    # -- refusals -------------------------------------------------------------------
-
-    def _refused(self, error: BearerGuardError) -> BearerGuardError:
-        """Count and log a refusal, and give it its challenge attributes."""
-        # No exception chain goes out with it: a hook's refusal raised while
-        # handling a driver's error (whose text quotes the token) carries it.
-        error.__cause__ = error.__context__ = None
-        outcome = "missing_token" if isinstance(error, MissingTokenError) else error.error
-        with self._outcomes_lock:
-            self._outcomes[outcome or "refused"] += 1
-        # The rendered description: a hook's own text may hold CR/LF (log injection).
-        logger.debug("refused: %s %s", error.status_code, error.get_error_description())
-        return self.stamp(error)
-
-    def stamp(
-        self, error: BearerGuardError, validator: TokenValidator | None = None
-    ) -> BearerGuardError:
-        """``error`` with the realm and extra attributes of ``validator`` (default:
-        the first registered, as Authlib's ``_default_realm``), else this
-        guard's realm; what an error already carries is kept."""
-        if validator is None:
-            bearer = self._schemes.get("bearer") or self.validators
-            validator = bearer[0] if bearer else None
-        realm = getattr(validator, "realm", None)
-        if error.realm is None:
-            error.realm = realm if realm is not None else self.realm
-        extra = getattr(validator, "extra_attributes", None)
-        if extra and not error.extra_attributes:
-            error.extra_attributes = extra
-        return error
-
-    def render(self, error: OAuth2Error) -> tuple[int, list[tuple[str, str]], bytes]:
-        """``(status, headers, body)`` of the response to a refusal, the same
-        bytes for every front; a foreign ``OAuth2Error`` is adopted first."""
-        refusal = self.stamp(adopted(error))
-        body = json.dumps(dict(refusal.get_body())).encode()
-        return refusal.status_code, refusal.get_headers(), body
 
     # -- observability ------------------------------------------------------------
 

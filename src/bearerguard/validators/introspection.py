@@ -84,21 +84,17 @@ class IntrospectionTokenValidator(TokenValidator):
             )
         )
 
-    ``active: false``, or an HTTP 400 whose RFC 6749 §5.2 error refuses the
-    token (``unsupported_token_type``, ``invalid_request``), is a 401
-    ``invalid_token``, cached for the negative ttl (and lets a later opaque
-    validator try the token); an outage is a 503, never cached.
+    ``active: false``, or a 400 whose RFC 6749 §5.2 error refuses the token,
+    is a 401 ``invalid_token``, negative-cached (a later opaque validator may
+    try the token); an outage is a 503, never cached.
     ``active: true`` gives ``current_token``, the response as an
     :class:`IntrospectionToken`; its ``exp`` is enforced.
-    Tokens the server marks as not bearer tokens (``token_type`` other than
-    ``Bearer``, ``token_use: refresh_token``) or as sender-constrained
-    (``cnf``, RFC 8705 and RFC 9449, whose proof this validator cannot check)
-    are refused. Without ``exp`` in the answers, a revocation at the server
-    is seen here only when the cache entry ends: keep the cache ``ttl`` short.
-    With a ``shared_cache``, an answer is trusted by every process for at
-    most ``shared_ttl`` from when it was fetched (the cache entries of the
-    process that fetched it and of those that read it end then too), so a
-    revocation at the server is seen everywhere within ``shared_ttl``.
+    Refused: ``token_use: refresh_token``, a ``token_type`` other than
+    ``Bearer`` (or ``DPoP`` with a proof), and a ``cnf`` (sender-constrained)
+    token presented without its DPoP proof (RFC 9449 §6.2, §7.2). Without
+    ``exp``, a revocation at the server is seen when the cache entry ends:
+    keep ``ttl`` short. A ``shared_cache`` answer is trusted everywhere for
+    at most ``shared_ttl`` from its fetch, the revocation lag then.
 
     :param endpoint: the introspection URL; https, or http to a loopback host.
     :param client_id: this resource server's client id at the server.
@@ -107,20 +103,16 @@ class IntrospectionTokenValidator(TokenValidator):
         ``client_secret_post``.
     :param issuer: if set, the answer's ``iss`` must be exactly this.
     :param audience: required: this resource server's identifier(s), one of
-        which the answer's ``aud`` must contain, since a token meant for
-        another resource must not be accepted here (RFC 9700 §2.3).
-        :data:`~bearerguard.validators.jwt.ANY_AUDIENCE` skips the check, for
-        servers whose answers carry no ``aud``.
+        which the answer's ``aud`` must contain (RFC 9700 §2.3);
+        :data:`~bearerguard.validators.jwt.ANY_AUDIENCE` skips the check.
     :param timeout: seconds for the whole exchange.
     :param leeway: seconds of clock skew allowed for ``nbf`` (none for ``exp``).
     :param http: the :class:`~bearerguard.transport.HTTPClient` (connection reuse).
     :param shared_cache: an :class:`AnswerCache` such as
-        ``bearerguard.redis.RedisIntrospectionCache``: answers are shared by
-        every process, so N workers make one call per token. Entries are
-        signed with a key derived from ``client_secret``, their expiry inside
-        the signature: whoever can write to the cache but does not know the
-        secret can neither forge an answer nor keep one alive past its time
-        (``PERSIST``). So the secret must have 16 bytes at least.
+        ``bearerguard.redis.RedisIntrospectionCache``: N workers make one call
+        per token. Entries are MAC'd with a key from ``client_secret`` (16
+        bytes at least), expiry included: Redis write access alone can neither
+        forge an answer nor keep one alive (``PERSIST``).
     :param shared_ttl: the longest any process trusts an answer, from when it
         was fetched (at most until its ``exp``): the revocation lag with a
         shared cache. Inactive answers: ``shared_negative_ttl``.
