@@ -38,9 +38,10 @@ from ..revocation import RevocationStore
 from ..validators.base import TokenValidator
 from .credentials import Credentials, digest, parse_authorization, token_of
 from .hooks import adopted, call_hook
+from .metadata import ResourceMetadata
 from .requirements import Requirement
 from .revoking import Revoking
-from .routing import Router, scheme_credentials
+from .routing import Router, check_registrable, scheme_credentials
 from .stats import GuardStats, validator_stats
 from .tokeninfo import TokenInfo
 
@@ -64,8 +65,11 @@ class Guard(Revoking):
         allow_query_token: bool = False,
         max_token_length: int = 8192,
         clock: Callable[[], float] = time.time,
+        resource: str | ResourceMetadata | None = None,
     ) -> None:
         self.realm = realm
+        #: What this guard publishes (RFC 9728), None without ``resource=``.
+        self.metadata = ResourceMetadata(resource) if isinstance(resource, str) else resource
         self.clock = clock
         self.cache = TokenCache(clock=clock) if cache is DEFAULT_CACHE else cache
         if self.cache is not None:
@@ -96,13 +100,21 @@ class Guard(Revoking):
         registration order. Other schemes' validators are tried in order.
         An Authlib validator (not ported) raises TypeError saying what to import.
         """
-        self.router.register(validator)
+        check_registrable(validator)
+        # Bound first: a JWT validator without audience= takes this guard's
+        # resource (RFC 8707), or refuses, before it is routed to.
         validator.bind(self)
+        self.router.register(validator)
 
     @property
     def validators(self) -> list[TokenValidator]:
         """Every registered validator, by scheme then registration order."""
         return self.router.validators
+
+    @property
+    def resource(self) -> str | None:
+        """The resource identifier (RFC 8707/9728), the default JWT audience."""
+        return self.metadata.resource if self.metadata is not None else None
 
     def validator_for(self, token_type: str) -> TokenValidator:
         """The first validator registered for ``token_type``, else a stamped
@@ -325,6 +337,8 @@ class Guard(Revoking):
         extra = getattr(validator, "extra_attributes", None)
         if extra and not error.extra_attributes:
             error.extra_attributes = extra
+        if self.metadata is not None and error.resource_metadata is None:
+            error.resource_metadata = self.metadata.url  # RFC 9728 §5.1, refusals only
         return error
 
     def render(self, error: OAuth2Error) -> tuple[int, list[tuple[str, str]], bytes]:
