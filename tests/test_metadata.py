@@ -492,3 +492,103 @@ def test_cli_refuses_plain_http_to_a_remote_host() -> None:
     code, text = cli("http://api.example.com/")
     assert code == 2
     assert "https" in text
+
+
+# -- RFC 9728 §5: the client's discovery, end to end ------------------------------------------
+
+
+def authlib_authorization_server(issuer: str, key: Keypair) -> Any:
+    """Authlib's AuthorizationServer (client credentials), its RFC 8414 metadata and
+    JWKS; the token's ``aud`` is the RFC 8707 ``resource`` the client asks for."""
+    from authlib.integrations.flask_oauth2 import AuthorizationServer
+    from authlib.oauth2.rfc6749 import grants
+    from authlib.oauth2.rfc9068 import JWTBearerTokenGenerator
+    from flask import Flask, request
+    from joserfc.jwk import KeySet
+
+    from .test_jwt_interop import Client
+
+    class Generator(JWTBearerTokenGenerator):  # type: ignore[misc]
+        def get_jwks(self) -> KeySet:
+            return KeySet.import_key_set({"keys": [key.jwk(private=True)]})
+
+        def get_audiences(self, client: Any, user: Any, scope: str) -> str:
+            return str(request.form["resource"])  # RFC 8707 §2
+
+    app = Flask("authorization-server")
+    server = AuthorizationServer(
+        app,
+        query_client=lambda client_id: Client() if client_id == Client.client_id else None,
+        save_token=lambda token, request: None,
+    )
+    server.register_grant(grants.ClientCredentialsGrant)
+    server.register_token_generator("default", Generator(issuer=issuer, alg=key.alg))
+    app.add_url_rule("/token", "token", server.create_token_response, methods=["POST"])
+    meta = {"issuer": issuer, "token_endpoint": issuer + "/token", "jwks_uri": issuer + "/jwks"}
+    app.add_url_rule("/.well-known/oauth-authorization-server", "meta", lambda: meta)
+    app.add_url_rule("/jwks", "jwks", lambda: jwks(key))
+    return app
+
+
+def _param(challenge: str, name: str) -> str:
+    import re
+
+    found = re.search(rf'{name}="([^"]*)"', challenge)
+    assert found is not None, challenge
+    return found.group(1)
+
+
+@pytest.mark.parametrize("front_name", FRONTS)
+def test_a_client_discovers_the_authorization_server_and_steps_up(front_name: str) -> None:
+    from .jwtkit import loopback_client
+
+    key = Keypair.generate("ES256", kid="as-1")
+    http = loopback_client()
+    with contextlib.ExitStack() as stack:
+        issuer = stack.enter_context(
+            served("flask", lambda base: authlib_authorization_server(base, key))
+        )
+
+        def build(base: str) -> Any:
+            protector = protector_of(front_name, resource=base + "/mcp")
+            protector.register_token_validator(JWTBearerTokenValidator(issuer, http=http))
+            return api(front_name, protector, "/mcp")
+
+        base = stack.enter_context(served(front_name, build))
+        resource = base + "/mcp"
+        # 1. The request without a token: 401 naming the metadata (§5.1).
+        first = requests.get(resource, timeout=5)
+        assert first.status_code == 401
+        document_url = _param(first.headers["WWW-Authenticate"], "resource_metadata")
+        # 2. The document, and §3.3's check: its resource is the one requested.
+        doc = requests.get(document_url, timeout=5).json()
+        assert doc["resource"] == resource
+        # 3. The authorization server's RFC 8414 metadata, its issuer checked.
+        (server,) = doc["authorization_servers"]
+        as_meta = requests.get(server + "/.well-known/oauth-authorization-server", timeout=5)
+        assert as_meta.json()["issuer"] == server
+
+        def obtain(scope: str) -> str:
+            issued = requests.post(
+                as_meta.json()["token_endpoint"],
+                data={"grant_type": "client_credentials", "scope": scope, "resource": resource},
+                auth=("svc", "s3cret"),
+                timeout=5,
+            )
+            assert issued.status_code == 200, issued.text
+            return str(issued.json()["access_token"])
+
+        # 4. A token for this resource, with a scope it lists; the retry passes.
+        assert "profile" in doc["scopes_supported"]
+        bearer = {"Authorization": "Bearer " + obtain("profile")}
+        assert requests.get(resource, headers=bearer, timeout=5).status_code == 200
+        # 5. A view needing more: 403 naming the scope, then step-up.
+        refused = requests.get(resource + "/admin", headers=bearer, timeout=5)
+        assert refused.status_code == 403
+        challenge = refused.headers["WWW-Authenticate"]
+        assert _param(challenge, "error") == "insufficient_scope"
+        assert _param(challenge, "resource_metadata") == document_url
+        needed = _param(challenge, "scope")
+        stepped = {"Authorization": "Bearer " + obtain(f"profile {needed}")}
+        assert requests.get(resource + "/admin", headers=stepped, timeout=5).status_code == 200
+    http.close()
