@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import socket
 import threading
 import time
@@ -592,3 +593,51 @@ def test_a_client_discovers_the_authorization_server_and_steps_up(front_name: st
         stepped = {"Authorization": "Bearer " + obtain(f"profile {needed}")}
         assert requests.get(resource + "/admin", headers=stepped, timeout=5).status_code == 200
     http.close()
+
+
+# -- what §2 and §3.2 forbid ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"jwks_uri": "http://keys.example.com/jwks"}, "https"),
+        ({"resource_signing_alg_values_supported": ["ES256", "none"]}, "none"),
+        ({"resource": "https://other.example"}, "resource"),
+        ({"signed_metadata": "x.y.z"}, "signed_metadata"),
+    ],
+    ids=["jwks-uri-http", "alg-none", "resource-twice", "signed-by-hand"],
+)
+def test_members_rfc_9728_forbids_are_refused_at_configuration(
+    extra: dict[str, Any], message: str
+) -> None:
+    with pytest.raises((ValueError, TypeError), match=message):
+        ResourceMetadata("https://api.example.com", **extra)
+
+
+def test_members_with_zero_values_are_omitted(front: str) -> None:
+    # §3.2: no issuer-bearing validator and no required scope: no empty arrays.
+    from .opaquekit import OpaqueValidator
+
+    protector = protector_of(front, resource="https://api.example.com")
+    protector.register_token_validator(OpaqueValidator())
+    status, _, body = protector.metadata_response("GET")
+    doc = json.loads(body)
+    assert status == 200
+    assert doc == {"resource": "https://api.example.com", "bearer_methods_supported": ["header"]}
+
+
+def test_placeholders_for_dpop_and_mtls_are_published_as_configured() -> None:
+    metadata = ResourceMetadata(
+        "https://api.example.com",
+        tls_client_certificate_bound_access_tokens=False,
+        dpop_signing_alg_values_supported=["ES256"],
+        dpop_bound_access_tokens_required=False,
+    )
+    protector = ResourceProtector(resource=metadata)
+    doc = metadata.document(protector.guard)
+    assert doc["tls_client_certificate_bound_access_tokens"] is False
+    assert doc["dpop_signing_alg_values_supported"] == ["ES256"]
+    # The hook a DPoP implementation fills in overrides the placeholders.
+    metadata.dpop_metadata = lambda guard: {"dpop_bound_access_tokens_required": True}
+    assert metadata.document(protector.guard)["dpop_bound_access_tokens_required"] is True

@@ -114,6 +114,7 @@ class ResourceMetadata:
         for name in ("resource", "signed_metadata"):
             if name in extra:
                 raise ValueError(f"{name} is not configurable here")
+        _check_extra(extra)
         self.extra = dict(extra)
         #: The hook a DPoP implementation sets (see :data:`DpopMetadata`).
         self.dpop_metadata: DpopMetadata | None = None
@@ -178,6 +179,18 @@ class ResourceMetadata:
             *cors,
         ]
         return 200, headers, body
+
+
+def _check_extra(extra: Mapping[str, Any]) -> None:
+    """ValueError for a member RFC 9728 §2 forbids: a ``jwks_uri`` that is not
+    https, ``none`` among ``resource_signing_alg_values_supported``."""
+    jwks_uri = extra.get("jwks_uri")
+    if jwks_uri is not None:
+        parts = urlsplit(str(jwks_uri))
+        if parts.scheme != "https" and not (parts.scheme == "http" and is_loopback(parts.hostname)):
+            raise ValueError("jwks_uri must use https (RFC 9728 §2)")
+    if "none" in extra.get("resource_signing_alg_values_supported", ()):
+        raise ValueError("resource_signing_alg_values_supported must not list none (§2)")
 
 
 def _issuers(guard: Guard) -> list[str]:
