@@ -364,3 +364,26 @@ def test_placeholders_for_dpop_and_mtls_are_published_as_configured() -> None:
     # The hook a DPoP implementation fills in overrides the placeholders.
     metadata.dpop_metadata = lambda guard: {"dpop_bound_access_tokens_required": True}
     assert metadata.document(protector.guard)["dpop_bound_access_tokens_required"] is True
+
+
+def test_authorization_servers_are_the_jwt_and_introspection_issuers_unless_overridden() -> None:
+    from bearerguard.validators import IntrospectionTokenValidator
+
+    def doc(**options: Any) -> dict[str, Any]:
+        protector = ResourceProtector(resource=ResourceMetadata("https://api.example", **options))
+        protector.register_token_validator(JWTBearerTokenValidator(ISSUER, jwks=jwks(KEY)))
+        protector.register_token_validator(
+            IntrospectionTokenValidator(
+                "https://idp.example/introspect",
+                "rs",
+                "secret-of-the-resource-server",
+                issuer="https://idp.example",
+                audience="https://api.example",
+            )
+        )
+        return protector.metadata.document(protector.guard)  # type: ignore[no-any-return]
+
+    assert doc()["authorization_servers"] == [ISSUER, "https://idp.example"]
+    assert doc(authorization_servers=["https://only.example"])["authorization_servers"] == [
+        "https://only.example"
+    ]

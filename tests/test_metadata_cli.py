@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import socket
 from typing import Any
@@ -181,3 +182,20 @@ def test_a_client_discovers_the_authorization_server_and_steps_up(front_name: st
         stepped = {"Authorization": "Bearer " + obtain(f"profile {needed}")}
         assert requests.get(resource + "/admin", headers=stepped, timeout=5).status_code == 200
     http.close()
+
+
+def test_cli_json_lists_each_check() -> None:
+    holder: dict[str, str] = {}
+    with served("flask", lambda base: as_metadata_app(holder)) as issuer:
+        holder["issuer"] = issuer
+
+        def build(base: str) -> Any:
+            metadata = ResourceMetadata(base, authorization_servers=[issuer])
+            return api("flask", jwt_protector("flask", metadata))
+
+        with served("flask", build) as base:
+            code, text = cli(base, "--json")
+    result = json.loads(text)
+    assert code == 0 and result["valid"] is True
+    names = {check["name"]: check["ok"] for check in result["checks"]}
+    assert names["resource"] is True and names[f"AS {issuer}"] is True
