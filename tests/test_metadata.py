@@ -387,3 +387,35 @@ def test_authorization_servers_are_the_jwt_and_introspection_issuers_unless_over
     assert doc(authorization_servers=["https://only.example"])["authorization_servers"] == [
         "https://only.example"
     ]
+
+
+def test_an_introspection_validator_without_audience_requires_the_resource(serve: Any) -> None:
+    # RFC 8707 for opaque tokens: the answer's aud must name this resource.
+    from bearerguard.validators import IntrospectionTokenValidator
+
+    from .jwtkit import loopback_client
+    from .servers import Reply, Seen
+
+    answers = {"ours": "https://api.example", "theirs": "https://other.example"}
+
+    def introspect(seen: Seen) -> Reply:
+        token = seen.body.decode().partition("token=")[2].partition("&")[0]
+        aud = answers[token]
+        return Reply(200, {"active": True, "aud": aud, "scope": "profile", "exp": 2**40})
+
+    server = serve(introspect)
+    http = loopback_client()
+    protector = ResourceProtector(resource="https://api.example", cache=None)
+    validator = IntrospectionTokenValidator(server.url + "/i", "rs", "a-long-secret-1", http=http)
+    protector.register_token_validator(validator)
+    from flask import Flask
+
+    app = Flask(__name__)
+    protector.init_app(app)
+    app.add_url_rule("/", "r", protector("profile")(lambda: {"ok": True}))
+    with app.test_client() as web:
+        assert web.get("/", headers={"Authorization": "Bearer ours"}).status_code == 200
+        refused = web.get("/", headers={"Authorization": "Bearer theirs"})
+    http.close()
+    assert refused.status_code == 401
+    assert "resource_metadata=" in refused.headers["WWW-Authenticate"]
