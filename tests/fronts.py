@@ -266,6 +266,7 @@ def flask_front(protector: ResourceProtector) -> Client:
     from bearerguard import current_token
 
     app = Flask(__name__)
+    protector.init_app(app)  # the metadata document, with resource=
 
     @app.route("/r", methods=["GET", "POST"])
     @protector("profile")
@@ -339,6 +340,8 @@ def starlette_front(protector: Any) -> Client:
         return JSONResponse({"ok": True})
 
     routes = [Route("/r", resource, methods=["GET", "POST"]), Route("/admin", admin)]
+    if protector.metadata is not None:
+        routes.append(protector.metadata_route())
     return ASGIClient(Starlette(routes=routes))
 
 

@@ -459,7 +459,11 @@ def test_an_audience_is_required(audience: Any) -> None:
     """RFC 9700 §2.3: a token meant for another resource must not pass here."""
     options = {} if audience is None else {"audience": audience}
     with pytest.raises(ValueError, match="audience"):
-        IntrospectionTokenValidator("https://as.example/i", CLIENT_ID, SECRET, **options)
+        # None: the protector's resource= (RFC 8707), so registering without one raises.
+        validator = IntrospectionTokenValidator(
+            "https://as.example/i", CLIENT_ID, SECRET, **options
+        )
+        ResourceProtector().register_token_validator(validator)
 
 
 def test_any_audience_is_the_explicit_opt_out(make: Callable[..., Setup]) -> None:

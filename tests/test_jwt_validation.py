@@ -540,7 +540,6 @@ def test_unusable_static_keys_are_skipped_with_a_warning(
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        ({"audience": None}, "audience"),
         ({"audience": ""}, "audience"),
         ({"audience": []}, "audience"),
         ({"issuer": ""}, "issuer"),
@@ -559,7 +558,6 @@ def test_unusable_static_keys_are_skipped_with_a_warning(
         ({"leeway": -1}, "leeway"),
     ],
     ids=[
-        "audience-none",
         "audience-empty",
         "audience-empty-list",
         "issuer-empty",

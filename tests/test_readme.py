@@ -31,6 +31,7 @@ def test_readme_has_the_quickstart_and_recipes() -> None:
         "### JWT access tokens",
         "### Opaque tokens by introspection",
         "### Many workers",
+        "## Let clients discover your API",
         "## Migrating",
     ):
         assert needed in text

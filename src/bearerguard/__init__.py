@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from .cache import TokenCache
+from .core.metadata import ResourceMetadata
 from .errors import (
     BearerGuardError,
     InsufficientScopeError,
@@ -42,6 +43,7 @@ __all__ = [
     "InvalidRequestError",
     "InvalidTokenError",
     "MissingTokenError",
+    "ResourceMetadata",
     "ResourceProtector",
     "RevocationStore",
     "SigningKeysUnavailableError",

@@ -97,6 +97,8 @@ class BearerGuardError(OAuth2Error):  # type: ignore[misc]
     dpop_request: bool = False
     #: False when the view takes DPoP only: no Bearer challenge then.
     bearer_accepted: bool = True
+    #: The absolute URL of the resource's metadata (RFC 9728 §5.1), set by the guard.
+    resource_metadata: str | None = None
 
     def __init__(
         self,
@@ -149,6 +151,8 @@ class BearerGuardError(OAuth2Error):  # type: ignore[misc]
         if self.scope:
             params.append(("scope", _safe_text(self.scope)))
         params.extend((name, _safe_text(value)) for name, value in self.extra_attributes.items())
+        if self.resource_metadata:
+            params.append(("resource_metadata", _safe_text(self.resource_metadata)))
         if not params:
             return "Bearer"
         return "Bearer " + ", ".join(f"{k}={_quoted(v)}" for k, v in params)
@@ -184,6 +188,8 @@ class BearerGuardError(OAuth2Error):  # type: ignore[misc]
             if self.scope:
                 params.append(("scope", _safe_text(self.scope)))
             bearer = _bare_challenge(self, realm) or "Bearer"
+        if self.resource_metadata:  # RFC 9728 §5.1: on every challenge
+            params.append(("resource_metadata", _safe_text(self.resource_metadata)))
         params.append(("algs", self.dpop_algs or ""))
         dpop = "DPoP " + ", ".join(f"{k}={_quoted(v)}" for k, v in params)
         return f"{bearer}, {dpop}" if self.bearer_accepted else dpop
@@ -195,7 +201,13 @@ class BearerGuardError(OAuth2Error):  # type: ignore[misc]
 def _bare_challenge(self: BearerGuardError, realm: str | None) -> str | None:
     # RFC 6750 §3.1: a request without (bearer) credentials gets no error code
     # in the challenge; the body keeps Authlib's code for ported clients.
-    return f"Bearer realm={_quoted(realm)}" if realm else "Bearer"
+    # RFC 9728 §5.1: but it does get resource_metadata, discovery's first step.
+    params = [("realm", realm)] if realm else []
+    if self.resource_metadata:
+        params.append(("resource_metadata", _safe_text(self.resource_metadata)))
+    if not params:
+        return "Bearer"
+    return "Bearer " + ", ".join(f"{k}={_quoted(v)}" for k, v in params)
 
 
 class MissingTokenError(BearerGuardError, _AuthlibMissing):  # type: ignore[misc]

@@ -17,7 +17,7 @@ from typing import Any, Literal, NoReturn, ParamSpec, TypeVar, overload
 from authlib.integrations.flask_oauth2.requests import FlaskJsonRequest
 from authlib.integrations.flask_oauth2.signals import token_authenticated
 from authlib.oauth2 import OAuth2Error
-from flask import Request, Response, g, request
+from flask import Flask, Request, Response, g, request
 from werkzeug.exceptions import (
     BadRequest,
     Forbidden,
@@ -153,6 +153,35 @@ class ResourceProtector(Front):
             response.headers[name] = value
         raise _HTTP_EXCEPTIONS.get(status, BearerGuardHTTPException)(refusal, response)
 
+    # -- Flask extension: the metadata document -------------------------------------
+
+    def init_app(self, app: Flask) -> None:
+        """Register on ``app`` (``app.extensions["bearerguard"]``, path to
+        protector) and, with ``resource=``, serve its metadata document at
+        ``/.well-known/oauth-protected-resource[/path]`` (RFC 9728 §3.1)."""
+        state: dict[str, ResourceProtector] = app.extensions.setdefault("bearerguard", {})
+        metadata = self.guard.metadata
+        key = metadata.path if metadata is not None else f"<no resource {id(self)}>"
+        if state.get(key, self) is not self:
+            raise ValueError(f"another protector already publishes {key}")
+        state[key] = self
+        if metadata is None:
+            return
+        app.add_url_rule(
+            metadata.path,
+            endpoint=f"bearerguard_metadata:{metadata.path}",
+            view_func=self._metadata_view,
+            methods=["GET", "OPTIONS"],
+            provide_automatic_options=False,
+        )
+
+    def _metadata_view(self) -> Response:
+        status, headers, body = self.metadata_response(_request_now().method)
+        response = Response(body, status=status)
+        for name, value in headers:
+            response.headers[name] = value
+        return response
+
     # -- the decorator and its friends ------------------------------------------
 
     @overload
@@ -191,7 +220,8 @@ class ResourceProtector(Front):
         """
         if callable(scope) and not isinstance(scope, str | list | tuple):
             return self()(scope)  # bare @require_oauth
-        requirement = compile_requirement(one_scope(scope, scopes), operator, claims)
+        compiled = compile_requirement(one_scope(scope, scopes), operator, claims)
+        requirement = self._required(compiled)
         mode = None if dpop is None else check_mode(dpop)
         return functools.partial(self._decorate, requirement, optional, mode)
 

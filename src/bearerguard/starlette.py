@@ -169,7 +169,8 @@ class ResourceProtector(Front):
         """
         if callable(scope) and not isinstance(scope, str | list | tuple):
             return self.route()(scope)  # bare @require_oauth.route
-        requirement = compile_requirement(one_scope(scope, scopes), operator, claims)
+        compiled = compile_requirement(one_scope(scope, scopes), operator, claims)
+        requirement = self._required(compiled)
         mode = None if dpop is None else check_mode(dpop)
 
         def decorator(endpoint: Endpoint | SyncEndpoint) -> Endpoint:
@@ -210,8 +211,26 @@ class ResourceProtector(Front):
 
     def init_app(self, app: Any) -> None:
         """Make a Starlette or FastAPI app answer the dependency's refusals
-        with their RFC 6750 response (status, JSON body, ``WWW-Authenticate``)."""
+        with their RFC 6750 response (status, JSON body, ``WWW-Authenticate``),
+        and, with ``resource=``, serve the metadata document (:meth:`metadata_route`)."""
         app.add_exception_handler(RefusedError, _answer_refusal)
+        if self.guard.metadata is not None:
+            app.router.routes.append(self.metadata_route())
+
+    def metadata_route(self) -> Any:
+        """A Starlette ``Route`` serving the RFC 9728 document at its
+        well-known path (for an app built from a list of routes)."""
+        from starlette.routing import Route
+
+        metadata = self.guard.metadata
+        if metadata is None:
+            raise ValueError("this protector has no resource= to publish")
+
+        async def endpoint(request: Request) -> Response:
+            status, headers, body = self.metadata_response(request.method)
+            return Response(body, status, headers=dict(headers))
+
+        return Route(metadata.path, endpoint, methods=["GET", "HEAD", "OPTIONS"])
 
     def security_scheme(self) -> Any:
         """The FastAPI security scheme (HTTP bearer) operations are listed under."""
@@ -242,7 +261,8 @@ class Dependency:
         self.dpop = dpop
         self.scope, self.operator, self.claims = scope, operator, dict(claims)
         self.optional = optional
-        self.requirement = compile_requirement(scope, operator, claims)  # errors at import time
+        # Compiled now: errors at import time, and the scopes in the metadata.
+        self.requirement = protector._required(compile_requirement(scope, operator, claims))
         self._with_scopes: dict[tuple[str, ...], Requirement] = {}
         self._signature: inspect.Signature | None = None
 
@@ -286,7 +306,7 @@ class Dependency:
                 merged: Any = f"{scope or ''} {added}"
             else:
                 merged = [f"{alternative} {added}" for alternative in scope]
-            found = compile_requirement(merged, "AND", self.claims)
+            found = self.protector._required(compile_requirement(merged, "AND", self.claims))
             self._with_scopes[extra] = found
         return found
 
@@ -335,7 +355,7 @@ class BearerMiddleware:
             raise ValueError("BearerMiddleware does not read form tokens: use the route decorator")
         self.app = app
         self.protector = protector
-        self.requirement = compile_requirement(scope, operator, claims)
+        self.requirement = protector._required(compile_requirement(scope, operator, claims))
         self.optional = optional
         self.dpop = None if dpop is None else check_mode(dpop)
 

@@ -1,8 +1,9 @@
-"""The ``bearerguard`` command: inspect, verify and mint tokens.
+"""The ``bearerguard`` command: inspect, verify and mint tokens; check metadata.
 
 ``inspect`` needs no key: it decodes and explains. ``verify`` runs the
 validator's own steps and says which one failed. ``mint`` signs a token with
-the demo issuer's key (the demo itself: ``make demo``). Exit codes: 0 fine,
+the demo issuer's key (the demo itself: ``make demo``). ``metadata`` checks
+a resource's RFC 9728 document as a client would. Exit codes: 0 fine,
 1 token invalid, 2 usage or network error.
 
 Each command is a module with a ``cmd_<name>(args, out) -> int``; :func:`main`
@@ -17,6 +18,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from .inspect import cmd_inspect
+from .metadata import cmd_metadata
 from .mint import cmd_mint, parse_duration
 from .terminal import printable
 from .verify import cmd_verify
@@ -60,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(run=cmd_inspect)
 
     _add_verify(sub, output)
+
+    metadata = sub.add_parser(
+        "metadata", parents=[output], help="fetch and check a resource's RFC 9728 metadata"
+    )
+    metadata.add_argument("url", help="the protected resource's URL (its resource identifier)")
+    metadata.set_defaults(run=cmd_metadata)
 
     mint = sub.add_parser("mint", help="mint a JWT from the demo issuer's key (local testing)")
     mint.add_argument("--scope", default="profile email")

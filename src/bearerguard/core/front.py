@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, overload
 
 from .guard import DEFAULT_CACHE, Guard
 
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..revocation import RevocationStore
     from ..validators.base import TokenValidator
     from .dpop import ProofChecker
+    from .metadata import ResourceMetadata
     from .stats import GuardStats
 
 __all__ = ["Front", "GuardSetting", "HasGuard", "one_scope"]
@@ -76,6 +77,7 @@ class Front:
         dpop: str = "allowed",
         dpop_proofs: ProofChecker | None = None,
         dpop_public_url: str | None = None,
+        resource: str | ResourceMetadata | None = None,
     ) -> None:
         #: The framework-neutral decision maker; this object is its front.
         self.guard = Guard(
@@ -89,6 +91,7 @@ class Front:
             dpop=dpop,
             dpop_proofs=dpop_proofs,
             dpop_public_url=dpop_public_url,
+            resource=resource,
         )
 
     realm: GuardSetting[str | None] = GuardSetting()
@@ -106,6 +109,23 @@ class Front:
     @property
     def validators(self) -> list[TokenValidator]:
         return self.guard.validators
+
+    @property
+    def metadata(self) -> ResourceMetadata | None:
+        """The Protected Resource Metadata configuration (RFC 9728), or None."""
+        return self.guard.metadata
+
+    def metadata_response(self, method: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        """``(status, headers, body)`` for a request to the metadata document."""
+        if self.guard.metadata is None:
+            raise ValueError("this protector has no resource= to publish")
+        return self.guard.metadata.response(self.guard, method)
+
+    def _required(self, requirement: Any) -> Any:
+        """``requirement``, its scopes recorded for ``scopes_supported`` (decoration time)."""
+        if self.guard.metadata is not None:
+            self.guard.metadata.add_scopes(requirement.hook_scopes)
+        return requirement
 
     def register_token_validator(self, validator: TokenValidator) -> None:
         """Add a validator for its ``TOKEN_TYPE`` (see :meth:`Guard.register_token_validator`)."""

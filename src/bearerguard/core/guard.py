@@ -36,10 +36,11 @@ from .binding import confirmation_of
 from .credentials import Credentials, digest, token_of
 from .dpop import ProofChecker
 from .hooks import call_hook
+from .metadata import ResourceMetadata
 from .refusing import Refusing
 from .requirements import Requirement
 from .revoking import Revoking
-from .routing import Router, scheme_credentials
+from .routing import Router, check_registrable, scheme_credentials
 from .sender import DPoPMode, DPoPScheme, check_mode, is_dpop
 from .stats import GuardStats, validator_stats
 from .tokeninfo import TokenInfo
@@ -67,8 +68,11 @@ class Guard(Refusing, Revoking):
         dpop: str = "allowed",
         dpop_proofs: ProofChecker | None = None,
         dpop_public_url: str | None = None,
+        resource: str | ResourceMetadata | None = None,
     ) -> None:
         self.realm = realm
+        #: What this guard publishes (RFC 9728), None without ``resource=``.
+        self.metadata = ResourceMetadata(resource) if isinstance(resource, str) else resource
         self.clock = clock
         self.cache = TokenCache(clock=clock) if cache is DEFAULT_CACHE else cache
         if self.cache is not None:
@@ -117,13 +121,21 @@ class Guard(Refusing, Revoking):
         registration order. Other schemes' validators are tried in order.
         An Authlib validator (not ported) raises TypeError saying what to import.
         """
-        self.router.register(validator)
+        check_registrable(validator)
+        # Bound first: a JWT validator without audience= takes this guard's
+        # resource (RFC 8707), or refuses, before it is routed to.
         validator.bind(self)
+        self.router.register(validator)
 
     @property
     def validators(self) -> list[TokenValidator]:
         """Every registered validator, by scheme then registration order."""
         return self.router.validators
+
+    @property
+    def resource(self) -> str | None:
+        """The resource identifier (RFC 8707/9728), the default JWT audience."""
+        return self.metadata.resource if self.metadata is not None else None
 
     # -- the hot path -----------------------------------------------------------
 

@@ -19,6 +19,7 @@ from ..errors import BearerGuardError, MissingTokenError, UnsupportedTokenTypeEr
 from ..validators.base import TokenValidator
 from .credentials import parse_authorization
 from .hooks import RequestCheck, adopted
+from .metadata import ResourceMetadata
 from .routing import scheme_credentials
 
 __all__ = ["Refusing"]
@@ -28,6 +29,7 @@ class Refusing:
     """``stamp``, ``render``, ``validator_for`` and ``split_authorization``."""
 
     realm: str | None
+    metadata: ResourceMetadata | None
     max_token_length: int
     _schemes: dict[str, list[TokenValidator]]
     _others: dict[str, list[RequestCheck]]
@@ -91,6 +93,8 @@ class Refusing:
         extra = getattr(validator, "extra_attributes", None)
         if extra and not error.extra_attributes:
             error.extra_attributes = extra
+        if self.metadata is not None and error.resource_metadata is None:
+            error.resource_metadata = self.metadata.url  # RFC 9728 §5.1, refusals only
         return error
 
     def render(self, error: OAuth2Error) -> tuple[int, list[tuple[str, str]], bytes]:

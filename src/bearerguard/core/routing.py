@@ -164,7 +164,7 @@ _PARAM_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Printable ASCII: a CR or LF in a header value would make every refusal a 500.
 _PARAM_VALUE = re.compile(r"[\x20-\x7e]*")
 #: Names the challenge sets itself.
-_RESERVED = frozenset({"realm", "error", "error_description", "scope"})
+_RESERVED = frozenset({"realm", "error", "error_description", "scope", "resource_metadata"})
 
 #: Authlib's classes, by module, and what to import instead.
 _PORTS = {

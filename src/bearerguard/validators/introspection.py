@@ -102,9 +102,10 @@ class IntrospectionTokenValidator(TokenValidator):
     :param auth_method: ``client_secret_basic`` (RFC 6749 §2.3.1) or
         ``client_secret_post``.
     :param issuer: if set, the answer's ``iss`` must be exactly this.
-    :param audience: required: this resource server's identifier(s), one of
-        which the answer's ``aud`` must contain (RFC 9700 §2.3);
-        :data:`~bearerguard.validators.jwt.ANY_AUDIENCE` skips the check.
+    :param audience: this resource server's identifier(s), one of which the
+        answer's ``aud`` must contain (RFC 9700 §2.3); not given: the
+        protector's ``resource=`` (RFC 8707), and with neither, registering
+        raises. :data:`~bearerguard.validators.jwt.ANY_AUDIENCE` skips it.
     :param timeout: seconds for the whole exchange.
     :param leeway: seconds of clock skew allowed for ``nbf`` (none for ``exp``).
     :param http: the :class:`~bearerguard.transport.HTTPClient` (connection reuse).
@@ -150,12 +151,10 @@ class IntrospectionTokenValidator(TokenValidator):
         self.auth_method = auth_method
         self._secret = client_secret
         self.issuer = issuer
-        if audience is None:
-            raise ValueError(
-                "audience is required (RFC 9700 §2.3): this resource server's identifier(s);"
-                " pass ANY_AUDIENCE (bearerguard.validators.jwt) to accept every audience"
-            )
-        self.audiences = _audiences(audience)
+        #: No audience given: the protector's ``resource`` (RFC 8707), set at
+        #: registration; until then no answer's ``aud`` matches (fail closed).
+        self.audience_from_resource = audience is None
+        self.audiences = frozenset() if audience is None else _audiences(audience)
         self.timeout = timeout
         self.leeway = leeway
         self.max_bytes = max_bytes
@@ -176,6 +175,17 @@ class IntrospectionTokenValidator(TokenValidator):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} endpoint={self.endpoint!r}>"
+
+    def bind(self, guard: Any) -> None:
+        """Take the protector's ``resource`` as the audience when none was given."""
+        if self.audience_from_resource:
+            resource = getattr(guard, "resource", None)
+            if not resource:
+                raise ValueError(
+                    "audience is required (RFC 9700 §2.3): pass audience= or give the"
+                    " protector resource=; ANY_AUDIENCE accepts every audience"
+                )
+            self.audiences = frozenset((resource,))
 
     # -- the cache-miss path ------------------------------------------------------
 

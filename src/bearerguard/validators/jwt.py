@@ -65,7 +65,8 @@ class JWTBearerTokenValidator(TokenValidator):
 
     :param issuer: the exact ``iss`` accepted.
     :param audience: this resource server's identifier(s); the token's ``aud``
-        must contain one. :data:`ANY_AUDIENCE` skips the check.
+        must contain one. :data:`ANY_AUDIENCE` skips the check. Not given: the
+        protector's ``resource=`` (RFC 8707), taken at registration.
     :param algorithms: allowed ``alg`` values. A key with ``alg`` verifies
         that one algorithm, if allowed; a key without verifies those of these
         that suit its type. By default each key's own ``alg``, and for a key
@@ -117,7 +118,7 @@ class JWTBearerTokenValidator(TokenValidator):
     def __init__(
         self,
         issuer: str,
-        audience: str | Collection[str] | AnyAudience,
+        audience: str | Collection[str] | AnyAudience | None = None,
         *,
         jwks: Mapping[str, Any] | Callable[[], Any] | None = None,
         jwks_uri: str | None = None,
@@ -147,9 +148,11 @@ class JWTBearerTokenValidator(TokenValidator):
         self.issuer = issuer
         self.clock = clock if clock is not None else time.time
         self._own_clock = clock is not None
+        #: No audience given: the protector's ``resource`` (RFC 8707), set at registration.
+        self.audience_from_resource = audience is None
         self.claims_policy = ClaimsPolicy.configure(
             issuer,
-            audience,
+            ANY_AUDIENCE if audience is None else audience,
             leeway=leeway,
             require_typ=require_typ,
             required_claims=required_claims,
@@ -182,6 +185,8 @@ class JWTBearerTokenValidator(TokenValidator):
             )
             allowed = configured if configured is not None else _default_algorithms(jwks)
         self.header_policy = HeaderPolicy(allowed, require_typ)
+        if audience is None:  # until registered: no audience is accepted (fail closed)
+            self.claims_policy = dataclasses.replace(self.claims_policy, audiences=frozenset())
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} issuer={self.issuer!r}>"
@@ -222,7 +227,18 @@ class JWTBearerTokenValidator(TokenValidator):
         return self.claims_policy.claims_check
 
     def bind(self, protector: Any) -> None:
-        """Use the protector's clock unless one was given, so cache and claims agree."""
+        """Take the protector's ``resource`` as the audience when none was given
+        (ValueError if it has none), and its clock unless one was given, so
+        cache and claims agree."""
+        if self.audience_from_resource:
+            resource = getattr(protector, "resource", None)
+            if not resource:
+                raise ValueError(
+                    "JWTBearerTokenValidator needs audience= (or the protector's resource=)"
+                )
+            self.claims_policy = dataclasses.replace(
+                self.claims_policy, audiences=frozenset((resource,))
+            )
         clock = getattr(protector, "clock", None)
         fetcher = self.fetcher
         if self._own_clock or clock is None or (fetcher is not None and fetcher.attempts):
