@@ -55,12 +55,9 @@ _FORM = "application/x-www-form-urlencoded"
 
 
 class BearerGuardHTTPException(HTTPException):
-    """Carries a refusal through Flask; ``@app.errorhandler(401)`` can catch it.
-
-    Raised as a subclass of Werkzeug's exception for its status (Unauthorized,
-    Forbidden, ...), because Flask finds error handlers by class, not instance.
-    ``error`` is the :class:`BearerGuardError`; the response is ready-made.
-    """
+    """Carries a refusal through Flask as a subclass of Werkzeug's exception for
+    its status (Flask finds ``@app.errorhandler(401)`` by class); ``error`` is
+    the :class:`BearerGuardError`, the response ready-made."""
 
     def __init__(self, error: BearerGuardError, response: Response) -> None:
         super().__init__(description=error.description, response=response)
@@ -91,17 +88,12 @@ class ResourceProtector(Front):
     ``bearer`` by default); a refusal is raised by :meth:`acquire_token` as
     an ``OAuth2Error`` and answered by :meth:`raise_error_response`.
 
-    :param realm: the ``realm`` of challenges whose validator names none.
-    :param cache: a :class:`TokenCache`, for this protector alone (a second
-        protector given it raises ``ValueError``); ``None`` validates every request.
-    :param revocations: the deny-list; default an in-process
-        :class:`RevocationStore`, or ``bearerguard.redis.RedisRevocationStore``
-        to share it between processes.
-    :param allow_form_token: accept ``access_token`` in a form body (RFC 6750 §2.2).
-    :param allow_query_token: accept ``access_token`` in the query (§2.3); it
-        leaks into logs and history, so it is off by default.
-    :param max_token_length: longer tokens are refused before any parsing.
-    :param clock: wall-clock seconds, shared with the default cache and store.
+    The parameters are the guard's (:class:`~bearerguard.core.front.Front`):
+    ``realm``, ``cache`` (this protector's alone; ``None``: no cache),
+    ``revocations`` (``RedisRevocationStore`` to share them), ``allow_form_token``
+    and ``allow_query_token`` (RFC 6750 §2.2, §2.3; off), ``max_token_length``,
+    ``clock``, ``dpop``/``dpop_proofs``/``dpop_public_url`` (RFC 9449) and
+    ``resource`` (RFC 9728): README.md's configuration table says each.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -1,16 +1,12 @@
 """The ASGI edge: bearer-token protection for Starlette and FastAPI.
 
-The Flask front's :class:`~bearerguard.core.guard.Guard` decides; this module
-translates. A cache hit is answered on the event loop (a lookup, no I/O); a
-miss, which may query a database, fetch keys or wait on another request's
-validation of the same token (single-flight), runs in a worker thread
-(``anyio.to_thread``), so the loop never blocks. Refusals are
-:meth:`Guard.render`'s bytes, as the Flask front sends them. FastAPI:
-``token = Security(require_oauth("profile"))`` (and ``init_app(app)``);
-Starlette: ``@require_oauth.route("profile")`` or :class:`BearerMiddleware`,
-the token at ``request.state.token``. A cached ORM row is a detached copy
-without its token columns. Importing this module loads neither Flask nor
-FastAPI. README.md, "FastAPI and Starlette", has runnable examples.
+The core's :class:`~bearerguard.core.guard.Guard` decides; this translates. A
+cache hit is answered on the event loop (no I/O); a miss (a query, a key
+fetch, single-flight waits) runs in a worker thread (``anyio.to_thread``), so
+the loop never blocks. Refusals are :meth:`Guard.render`'s bytes, as Flask's.
+FastAPI: ``token = Security(require_oauth("profile"))``; Starlette:
+``@require_oauth.route("profile")`` or :class:`BearerMiddleware`, the token at
+``request.state.token``. Loads neither Flask nor FastAPI; README.md has examples.
 """
 
 from __future__ import annotations
@@ -240,13 +236,10 @@ class ResourceProtector(Front):
 
 
 class Dependency:
-    """What ``require_oauth(...)`` gives FastAPI's ``Depends``/``Security``.
-
-    Its signature, built when FastAPI first reads it (FastAPI is imported
-    only then), asks for the request, FastAPI's ``SecurityScopes``, and the
-    protector's security scheme with this requirement's scopes, which is how
-    ``/openapi.json`` comes to list them on the operation.
-    """
+    """What ``require_oauth(...)`` gives FastAPI's ``Depends``/``Security``: its
+    signature (built, and FastAPI imported, on first read) asks for the request,
+    ``SecurityScopes`` and the bearer scheme with this requirement's scopes,
+    which ``/openapi.json`` then lists on the operation."""
 
     def __init__(
         self,

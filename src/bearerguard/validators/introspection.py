@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import hmac
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping
-from typing import Any, Literal, NoReturn, Protocol
+from typing import Any, Literal, NoReturn
 from urllib.parse import quote, urlencode
 
 from .._log import throttled
@@ -35,22 +33,12 @@ from ..errors import (
 from ..jose.claims import AnyAudience as _AnyAudience
 from ..jose.claims import audiences_of as _audiences
 from ..transport import FetchError, HTTPClient, check_url, default_client
+from ._shared_answers import AnswerCache, SharedAnswers, check_secret
 from .base import TokenInfo, TokenValidator, describe_token, number_or_none
 
 __all__ = ["AnswerCache", "IntrospectionToken", "IntrospectionTokenValidator"]
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
-
-
-class AnswerCache(Protocol):
-    """Where answers are shared between processes (``bearerguard.redis``).
-
-    ``get`` and ``put`` must not raise: a cache that cannot answer is a miss.
-    """
-
-    def get(self, key: str) -> bytes | None: ...
-
-    def put(self, key: str, value: bytes, ttl: float) -> None: ...
 
 
 class IntrospectionToken(ReadOnlyClaims):
@@ -146,7 +134,7 @@ class IntrospectionTokenValidator(TokenValidator):
         self.endpoint = check_url(endpoint)
         if auth_method not in ("client_secret_basic", "client_secret_post"):
             raise ValueError(f"unsupported auth_method {auth_method!r}")
-        _check_secret(client_secret, shared=shared_cache is not None)
+        check_secret(client_secret, shared=shared_cache is not None)
         self.client_id = client_id
         self.auth_method = auth_method
         self._secret = client_secret
@@ -163,11 +151,10 @@ class IntrospectionTokenValidator(TokenValidator):
         self.shared_cache = shared_cache
         self.shared_ttl = shared_ttl
         self.shared_negative_ttl = shared_negative_ttl
-        # Bound to this endpoint and client: an answer cached for another
-        # authorization server, or another resource server, does not verify.
-        # "v2": entries carry their expiry; older ones (without) never verify.
-        self._mac_key = hmac.digest(
-            client_secret.encode(), f"bearerguard:v2:{endpoint} {client_id}".encode(), "sha256"
+        self._shared = (
+            SharedAnswers(shared_cache, client_secret, endpoint, client_id, clock)
+            if shared_cache is not None
+            else None
         )
         counters = ("calls", "active", "inactive", "failures")
         self._counts = dict.fromkeys(counters + (("shared_hits",) if shared_cache else ()), 0)
@@ -200,14 +187,19 @@ class IntrospectionTokenValidator(TokenValidator):
 
     def _validated(self, token_string: str, *, bound: bool) -> TokenInfo:
         key = digest(token_string).hex()
-        shared = self._shared_get(key) if self.shared_cache is not None else None
+        shared = self._shared.get(key) if self._shared is not None else None
+        if shared is not None:
+            self._count("shared_hits")
         if shared is None:
             answer = self.introspect(token_string)
             active = answer.get("active")
             if active is not True and active is not False:
                 self._unavailable("the answer has no boolean 'active'")
             self._count("active" if active else "inactive")
-            until = self._shared_put(key, answer) if self.shared_cache is not None else None
+            until = None
+            if self._shared is not None:
+                ttl = self.shared_ttl if answer["active"] else self.shared_negative_ttl
+                until = self._shared.put(key, answer, ttl)
         else:
             answer, until = shared
         if not answer["active"]:
@@ -302,51 +294,6 @@ class IntrospectionTokenValidator(TokenValidator):
             if self.audiences.isdisjoint(v for v in values if isinstance(v, str)):
                 _refuse("audience mismatch")
 
-    def _shared_get(self, key: str) -> tuple[dict[str, Any], float] | None:
-        """A shared answer that verifies and has not expired, and its expiry."""
-        assert self.shared_cache is not None
-        value = self.shared_cache.get(key)
-        if value is None:
-            return None
-        mac, _, body = value.partition(b".")
-        expected = hmac.digest(self._mac_key, key.encode() + b"." + body, "sha256").hex()
-        if not hmac.compare_digest(mac, expected.encode()):
-            throttled(
-                f"introspection-shared:{self.endpoint}",
-                "ignoring a shared introspection answer that does not verify",
-            )
-            return None
-        entry = json.loads(body)  # ours: it verified
-        if not isinstance(entry, dict):
-            return None
-        answer, until = entry.get("answer"), number_or_none(entry.get("until"))
-        if not isinstance(answer, dict) or until is None:
-            return None
-        if self.clock() >= until:
-            # The store kept it past its TTL: made persistent, or clocks apart.
-            throttled(
-                f"introspection-shared-late:{self.endpoint}",
-                "ignoring a shared introspection answer past its expiry",
-            )
-            return None
-        self._count("shared_hits")
-        return answer, until
-
-    def _shared_put(self, key: str, answer: dict[str, Any]) -> float | None:
-        """Share ``answer``, its expiry inside the MAC; that expiry, or None if not shared."""
-        assert self.shared_cache is not None
-        now = self.clock()
-        until = now + (self.shared_ttl if answer["active"] else self.shared_negative_ttl)
-        exp = number_or_none(answer.get("exp")) if answer["active"] else None
-        if exp is not None:
-            until = min(until, exp)
-        if until <= now:
-            return None
-        body = json.dumps({"until": until, "answer": answer}, separators=(",", ":")).encode()
-        mac = hmac.digest(self._mac_key, key.encode() + b"." + body, "sha256").hex()
-        self.shared_cache.put(key, mac.encode() + b"." + body, until - now)
-        return until
-
     def _unavailable(self, reason: str) -> NoReturn:
         self._count("failures")
         # Our own words only: a server's error text may quote the token.
@@ -388,23 +335,6 @@ def _refuses_the_token(body: bytes) -> bool:
         return False
     code = error.get("error") if isinstance(error, dict) else None
     return isinstance(code, str) and code in _TOKEN_ERRORS
-
-
-#: The least secret that may key the shared answers' MAC (HMAC-SHA-256).
-MIN_SHARED_SECRET_BYTES = 16
-
-
-def _check_secret(secret: str, *, shared: bool) -> None:
-    # Empty is always a mistake (an unset environment variable): no server
-    # authenticates a client by it. A short one is the server's business
-    # until it keys our MAC: then whoever guesses it can forge answers.
-    if not secret:
-        raise ValueError("client_secret is empty")
-    if shared and len(secret.encode()) < MIN_SHARED_SECRET_BYTES:
-        raise ValueError(
-            f"a shared_cache needs a client_secret of at least {MIN_SHARED_SECRET_BYTES}"
-            " bytes: it keys the MAC that keeps shared answers from being forged"
-        )
 
 
 def _refuse(description: str) -> NoReturn:
