@@ -347,7 +347,12 @@ def test_members_with_zero_values_are_omitted(front: str) -> None:
     status, _, body = protector.metadata_response("GET")
     doc = json.loads(body)
     assert status == 200
-    assert doc == {"resource": "https://api.example.com", "bearer_methods_supported": ["header"]}
+    assert doc == {
+        "resource": "https://api.example.com",
+        "bearer_methods_supported": ["header"],
+        # DPoP is allowed by default (RFC 9449): its algorithms are published.
+        "dpop_signing_alg_values_supported": list(protector.guard.sender.proofs.algorithms),
+    }
 
 
 def test_placeholders_for_dpop_and_mtls_are_published_as_configured() -> None:

@@ -197,10 +197,9 @@ class ResourceProtector(Front):
     ) -> Any:
         """A FastAPI dependency: ``token = Security(require_oauth("profile"))``.
 
-        Its value is the token (None for an anonymous ``optional`` request).
-        Scopes given to FastAPI's ``Security(..., scopes=[...])`` are required
-        too (all of them); every required scope is listed in ``/openapi.json``
-        under the protector's HTTP bearer security scheme.
+        Its value is the token (None for an anonymous ``optional`` request);
+        ``Security(..., scopes=[...])`` adds required scopes, all listed in
+        ``/openapi.json`` under the protector's HTTP bearer scheme.
         """
         mode = None if dpop is None else check_mode(dpop)
         return Dependency(self, one_scope(scope, scopes), operator, claims, optional, mode)
@@ -229,7 +228,7 @@ class ResourceProtector(Front):
         return Route(metadata.path, endpoint, methods=["GET", "HEAD", "OPTIONS"])
 
     def security_scheme(self) -> Any:
-        """The FastAPI security scheme (HTTP bearer) operations are listed under."""
+        """The FastAPI security scheme (HTTP bearer) of the operations."""
         if self._scheme is None:
             self._scheme = _bearer_scheme_class()()
         return self._scheme
@@ -328,9 +327,8 @@ class BearerMiddleware:
 
     Example: ``app.add_middleware(BearerMiddleware, protector=require_oauth,
     scope="profile")``. The token is ``request.state.token``. Form-encoded
-    tokens are not read here (the body belongs to the app). A WebSocket
-    handshake is refused (closed with 1008, which servers send as 403): this
-    middleware does not vouch for it, and must not let it past unchecked.
+    tokens are not read (the body is the app's). A WebSocket handshake is
+    refused (closed with 1008, sent as 403), never let past unchecked.
     """
 
     def __init__(

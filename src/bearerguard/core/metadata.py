@@ -143,6 +143,7 @@ class ResourceMetadata:
         if guard.allow_query_token:
             methods.append("query")
         doc["bearer_methods_supported"] = methods
+        doc.update(_dpop_members(guard))
         doc.update(self.extra)
         if self.dpop_metadata is not None:
             doc.update(self.dpop_metadata(guard))
@@ -201,3 +202,14 @@ def _issuers(guard: Guard) -> list[str]:
         if isinstance(issuer, str) and issuer:
             found[issuer] = None
     return list(found)
+
+
+def _dpop_members(guard: Guard) -> dict[str, Any]:
+    """The DPoP members (RFC 9728 §2), from the guard's DPoP configuration."""
+    sender = getattr(guard, "sender", None)
+    if sender is None or sender.mode == "disabled":
+        return {}
+    members: dict[str, Any] = {"dpop_signing_alg_values_supported": list(sender.proofs.algorithms)}
+    if sender.mode == "required":
+        members["dpop_bound_access_tokens_required"] = True
+    return members
