@@ -120,8 +120,6 @@ def fork_while_held(lock: Any, child: Callable[[], bool]) -> bool:
     the test if the child deadlocks (it is killed after 5 s).
     """
     import threading
-    import time
-    import warnings
 
     if not hasattr(os, "fork"):
         pytest.skip("no fork on this platform")
@@ -135,10 +133,26 @@ def fork_while_held(lock: Any, child: Callable[[], bool]) -> bool:
     holder = threading.Thread(target=hold)
     holder.start()
     assert holding.wait(5)
+    try:
+        answer = run_in_child(child)
+    finally:
+        release.set()
+        holder.join(5)
+    if answer is None:
+        pytest.fail("the child deadlocked on the inherited lock")
+    return answer
+
+
+def run_in_child(child: Callable[[], bool], fork: Callable[[], int] = os.fork) -> bool | None:
+    """Run ``child()`` in a process made by ``fork``: its answer, or None when
+    it has not answered in 5 s (it is then killed)."""
+    import time
+    import warnings
+
     read_fd, write_fd = os.pipe()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
-        pid = os.fork()
+        pid = fork()
     if pid == 0:  # pragma: no cover - the child
         try:
             os.write(write_fd, b"ok" if child() else b"no")
@@ -151,13 +165,11 @@ def fork_while_held(lock: Any, child: Callable[[], bool]) -> bool:
             if time.monotonic() > deadline:
                 os.kill(pid, 9)
                 os.waitpid(pid, 0)
-                pytest.fail("the child deadlocked on the inherited lock")
+                return None
             time.sleep(0.01)
         return os.read(read_fd, 2) == b"ok"
     finally:
         os.close(read_fd)
-        release.set()
-        holder.join(5)
 
 
 @pytest.fixture(autouse=True)

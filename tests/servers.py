@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
+import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
@@ -196,3 +199,43 @@ class TCPProxy:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.close()
+
+
+@contextlib.contextmanager
+def server_process(
+    command: Sequence[str],
+    log: Path,
+    ready: Callable[[], bool],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    start_timeout: float = 30.0,
+    stop_timeout: float = 10.0,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server (gunicorn, uvicorn) until the block ends, output in ``log``.
+
+    Yields once ``ready()`` is True (an OSError counts as not yet), failing
+    with the log if the process dies or ``start_timeout`` passes; always
+    stopped after: SIGTERM, then SIGKILL past ``stop_timeout``.
+    """
+    with open(log, "wb") as out:
+        process = subprocess.Popen(list(command), cwd=cwd, env=env, stdout=out, stderr=out)
+    try:
+        deadline = time.monotonic() + start_timeout
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if ready():
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(stop_timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

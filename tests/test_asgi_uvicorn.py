@@ -12,9 +12,7 @@ import http.client
 import json
 import os
 import secrets
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -28,7 +26,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from .servers import LoopbackServer, Reply, Seen
+from .servers import LoopbackServer, Reply, Seen, server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIENCE = "https://api.example"
@@ -104,30 +102,15 @@ def uvicorn(tmp_path: Path, env: dict[str, str], workers: int = 1) -> Iterator[U
         "--log-level=warning",
         "--timeout-graceful-shutdown=3",
     ]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=out
-        )
     server = Uvicorn(port, log)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if server.request("GET", "/health")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+    with server_process(
+        command,
+        log,
+        lambda: server.request("GET", "/health")[0] == 200,
+        env={**os.environ, **env},
+        cwd=ROOT,
+    ):
         yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 @pytest.fixture

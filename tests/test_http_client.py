@@ -11,7 +11,6 @@ import re
 import socket
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from bearerguard import transport
 from bearerguard.transport import FetchError, HTTPClient
 
-from .conftest import fork_while_held
+from .conftest import fork_while_held, run_in_child
 from .servers import LoopbackServer, Reply, Seen
 from .test_faults_jwks import Behaviour, RawServer
 
@@ -77,27 +76,7 @@ def _fork_without_our_hook(client: HTTPClient) -> Callable[[], int]:
 
 def in_child(child: Callable[[], bool], fork: Callable[[], int]) -> bool:
     """Run ``child()`` in a forked process; its answer (False if it hangs 5 s)."""
-    read_fd, write_fd = os.pipe()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
-        pid = fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.write(write_fd, b"ok" if child() else b"no")
-        finally:
-            os._exit(0)
-    os.close(write_fd)
-    try:
-        deadline = time.monotonic() + 5
-        while not os.waitpid(pid, os.WNOHANG)[0]:
-            if time.monotonic() > deadline:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-                return False
-            time.sleep(0.01)
-        return os.read(read_fd, 2) == b"ok"
-    finally:
-        os.close(read_fd)
+    return run_in_child(child, fork) is True
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")

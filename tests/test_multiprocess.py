@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +28,8 @@ from urllib.parse import urlencode
 
 import pytest
 import redis
+
+from .servers import server_process
 
 pytestmark = pytest.mark.services
 
@@ -136,28 +137,11 @@ def gunicorn(tmp_path: Path, redis_url: str, *, preload: bool) -> Iterator[Gunic
         f"--pythonpath={EXAMPLES}",
         "demo:create_app()",
     ]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
     server = Gunicorn(port, log, channel)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if server.request("GET", "/hello", None)[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+    with server_process(
+        command, log, lambda: server.request("GET", "/hello", None)[0] == 200, env=env
+    ):
         yield server
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 def _applied(stats: dict[str, Any]) -> int:

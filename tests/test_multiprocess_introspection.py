@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import http.client
 import os
-import signal
 import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -26,7 +23,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from .servers import LoopbackServer, Reply, Seen
+from .servers import LoopbackServer, Reply, Seen, server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIENCE = "https://api.example"
@@ -82,27 +79,10 @@ def gunicorn(endpoint: str, log: Path) -> Iterator[int]:
         "--preload",
         "tests.apps.introspected_app:app",
     ]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=out)
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if ask(port, None)[0] == 401:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+    with server_process(
+        command, log, lambda: ask(port, None)[0] == 401, env=env, start_timeout=20, stop_timeout=5
+    ):
         yield port
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
 
 
 @pytest.mark.timeout(60)
