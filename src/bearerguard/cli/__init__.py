@@ -2,7 +2,9 @@
 
 ``inspect`` needs no key: it decodes and explains. ``verify`` runs the
 validator's own steps and says which one failed. ``mint`` signs a token with
-the demo issuer's key (the demo itself: ``make demo``). ``metadata`` checks
+the demo issuer's key (the demo itself: ``make demo``). ``dpop-proof``
+signs a DPoP proof for one request (``verify --dpop-proof`` checks one against
+its token). ``metadata`` checks
 a resource's RFC 9728 document as a client would. Exit codes: 0 fine,
 1 token invalid, 2 usage or network error.
 
@@ -17,6 +19,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
+from .dpop import cmd_dpop_proof
 from .inspect import cmd_inspect
 from .metadata import cmd_metadata
 from .mint import cmd_mint, parse_duration
@@ -48,7 +51,24 @@ def _add_verify(
     verify.add_argument("--scope", default="", help="scopes the token must carry, e.g. 'a b'")
     verify.add_argument("--leeway", type=int, default=60)
     verify.add_argument("--require-typ", action="store_true", help="require typ at+jwt")
+    proof = verify.add_argument_group("DPoP (RFC 9449)")
+    proof.add_argument("--dpop-proof", metavar="PROOF", help="check this proof against the token")
+    proof.add_argument("--method", help="the request's method (default: the proof's htm)")
+    proof.add_argument("--url", help="the request's URL (default: the proof's htu)")
     verify.set_defaults(run=cmd_verify)
+
+
+def _add_dpop_proof(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    proof = sub.add_parser("dpop-proof", help="sign a DPoP proof for one request (curl -H DPoP:)")
+    proof.add_argument("--key", required=True, help="the client's private key: PEM or JWK file")
+    proof.add_argument("--method", default="GET")
+    proof.add_argument(
+        "--url", required=True, help="the request's URL (query and fragment dropped)"
+    )
+    proof.add_argument("--token", help="the access token, for ath (- reads stdin)")
+    proof.add_argument("--nonce", help="the server's DPoP-Nonce")
+    proof.add_argument("--alg", help="default: ES256/384/512 by curve, RS256, EdDSA")
+    proof.set_defaults(run=cmd_dpop_proof)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.set_defaults(run=cmd_inspect)
 
     _add_verify(sub, output)
+    _add_dpop_proof(sub)
 
     metadata = sub.add_parser(
         "metadata", parents=[output], help="fetch and check a resource's RFC 9728 metadata"

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from functools import partial
 from typing import Any, TextIO
 
@@ -25,34 +26,15 @@ from ..jose.keys import VerifyKey
 from ..transport import FetchError
 from ..validators.base import TokenInfo
 from ..validators.jwt import JWTBearerTokenValidator
+from .dpop import binding_detail, proof_checks, unverified_claims
 from .inspect import relative
+from .steps import Check, run_step
 from .terminal import Style, printable, read_token
 
 __all__ = ["Check", "cmd_verify", "explain"]
 
 #: The claims whose types the "claim types" step checks, when present.
 _TYPED = ("jti", "client_id", "acr", "auth_time", "amr")
-
-
-@dataclass
-class Check:
-    """One step's outcome: ``ok`` None when it did not run (a step it needs
-    failed first, or there is nothing to check)."""
-
-    name: str
-    ok: bool | None
-    detail: str
-
-
-def _run(name: str, step: Callable[[], object], detail: str) -> Check:
-    try:
-        step()
-    except BearerGuardError as refusal:
-        if isinstance(refusal, ValidatorUnavailableError):
-            raise  # no keys to be had: an error of the command, not a verdict
-        because = refusal.description
-        return Check(name, False, f"{detail}: {because}" if detail else because)
-    return Check(name, True, detail)
 
 
 def explain(validator: JWTBearerTokenValidator, token: str) -> list[Check]:
@@ -68,7 +50,9 @@ def explain(validator: JWTBearerTokenValidator, token: str) -> list[Check]:
     checks = [Check("format", True, "JWS compact")]
     header = jws.header
     for name, step in validator.header_policy.steps():
-        checks.append(_run(name, partial(step, header), _header_detail(name, header, validator)))
+        checks.append(
+            run_step(name, partial(step, header), _header_detail(name, header, validator))
+        )
     passed = {check.name: check.ok for check in checks}
     checks += _signature_checks(
         validator, jws, usable=bool(passed["alg allowed"] and passed["kid"])
@@ -80,7 +64,7 @@ def explain(validator: JWTBearerTokenValidator, token: str) -> list[Check]:
     now = validator.clock()
     for name, claim_step in validator.claims_policy.steps():
         detail = _claim_detail(name, claims, now, validator)
-        checks.append(_run(name, partial(claim_step, claims, header, now), detail))
+        checks.append(run_step(name, partial(claim_step, claims, header, now), detail))
     return checks
 
 
@@ -92,14 +76,14 @@ def _signature_checks(
         return [Check("kid found", None, "not looked up"), Check("signature", None, "no key")]
     kid = jws.header.get("kid")
     found: list[VerifyKey] = []
-    key = _run(
+    key = run_step(
         "kid found",
         lambda: found.append(validator.signing_key(jws.header)),
         f"kid {kid!r} among {len(validator.key_set())} keys",
     )
     if not found:
         return [key, Check("signature", None, "no key to check it with")]
-    signature = _run("signature", lambda: verify_signature(jws, found[0]), "")
+    signature = run_step("signature", lambda: verify_signature(jws, found[0]), "")
     if signature.ok:
         signature.detail = "verified"
     return [key, signature]
@@ -126,7 +110,9 @@ def _claim_detail(
     if name == "iss":
         return f"{value!r}, want {v.issuer!r}"
     if name == "cnf":
-        return "none" if value is None else "bound to a key (DPoP/mTLS): not a bearer token"
+        if value is None:
+            return "none"
+        return f"bound to a key ({binding_detail(value)}): not a bearer token (see --dpop-proof)"
     if name == "claim types":
         return ", ".join(n for n in _TYPED if n in claims) or "none present"
     if name in ("aud", "sub"):
@@ -161,10 +147,10 @@ def _validator(args: argparse.Namespace) -> JWTBearerTokenValidator:
 
 
 def _verdict(
-    validator: JWTBearerTokenValidator, token: str
+    validate: Callable[[str], TokenInfo], token: str
 ) -> tuple[TokenInfo | None, BearerGuardError | None]:
     try:
-        return validator.validate(token), None
+        return validate(token), None
     except ValidatorUnavailableError:
         raise
     except BearerGuardError as refusal:
@@ -179,14 +165,22 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     try:
         validator = _validator(args)
         checks = explain(validator, token)
-        info, refusal = _verdict(validator, token)
+        bound = args.dpop_proof is not None
+        info, refusal = _verdict(validator.validate_bound if bound else validator.validate, token)
     except (OSError, ValueError, FetchError, ValidatorUnavailableError) as error:
         message = error.description if isinstance(error, BearerGuardError) else str(error)
         out.write(f"error: {printable(message)}\n")
         return 2
+    if bound:
+        checks = _with_proof(checks, args, token, info)
     checks.append(_scope_check(info, args.scope))
-    valid = refusal is None and checks[-1].ok is not False
-    reason = refusal.description if refusal is not None else None if valid else "insufficient scope"
+    failed = [
+        "insufficient scope" if c.name == "scope" else c.detail
+        for c in checks
+        if c.ok is False and c.name in _REQUEST_STEPS
+    ]
+    valid = refusal is None and not failed
+    reason = refusal.description if refusal is not None else failed[0] if failed else None
     if args.json:
         # json.dumps escapes every control and non-ASCII character (ensure_ascii).
         result = {"valid": valid, "reason": reason, "checks": [asdict(c) for c in checks]}
@@ -194,6 +188,26 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     else:
         _print(checks, valid, reason, out, Style(out, args.colour))
     return 0 if valid else 1
+
+
+#: The steps of the request rather than the token: the proof, the binding, the view's scopes.
+_REQUEST_STEPS = ("dpop proof", "binding", "scope")
+
+
+def _with_proof(
+    checks: list[Check], args: argparse.Namespace, token: str, info: TokenInfo | None
+) -> list[Check]:
+    """``checks`` as the DPoP scheme sees them: ``cnf`` is the binding the proof
+    must match (no failure of its own), then the proof's checks and that match."""
+    cnf = unverified_claims(token).get("cnf")
+    line = Check("cnf", None, "none: not a bound token")
+    if cnf is not None:
+        line = Check("cnf", isinstance(cnf, Mapping), binding_detail(cnf))
+    checks = [line if c.name == "cnf" else c for c in checks]
+    if info is None:
+        return [*checks, Check("dpop proof", None, "not checked: the token is refused")]
+    bound = info.confirmation
+    return checks + proof_checks(args.dpop_proof, token, bound, args.method, args.url, time.time())
 
 
 def _not_a_jwt(out: TextIO, *, as_json: bool) -> int:
