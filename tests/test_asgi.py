@@ -114,8 +114,12 @@ def test_openapi_declares_http_bearer_with_the_scopes(clock: FakeClock) -> None:
     scheme = spec["components"]["securitySchemes"]["bearerAuth"]
     assert scheme["type"] == "http" and scheme["scheme"] == "bearer"
     paths = spec["paths"]
-    assert paths["/p"]["get"]["security"] == [{"bearerAuth": ["profile"]}]
-    assert paths["/ab"]["get"]["security"] == [{"bearerAuth": ["a", "b"]}]
+    # The default DPoP mode is "allowed": either scheme, each with the scopes.
+    assert paths["/p"]["get"]["security"] == [
+        {"bearerAuth": ["profile"]},
+        {"dpopAuth": ["profile"]},
+    ]
+    assert paths["/ab"]["get"]["security"] == [{"bearerAuth": ["a", "b"]}, {"dpopAuth": ["a", "b"]}]
     assert "security" not in paths["/open"]["get"]
     # No parameter of the dependency leaks into the operation.
     assert "parameters" not in paths["/p"]["get"]

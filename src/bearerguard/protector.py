@@ -17,7 +17,7 @@ from typing import Any, Literal, NoReturn, ParamSpec, TypeVar, overload
 from authlib.integrations.flask_oauth2.requests import FlaskJsonRequest
 from authlib.integrations.flask_oauth2.signals import token_authenticated
 from authlib.oauth2 import OAuth2Error
-from flask import Flask, Request, Response, g, request
+from flask import Flask, Request, Response, after_this_request, g, request
 from werkzeug.exceptions import (
     BadRequest,
     Forbidden,
@@ -110,26 +110,19 @@ class ResourceProtector(Front):
     # -- Authlib's methods ----------------------------------------------------------
 
     def get_token_validator(self, token_type: str) -> TokenValidator:
-        """The first validator registered for ``token_type`` (Authlib's method).
-
-        Raises :class:`UnsupportedTokenTypeError` when none serves it.
-        """
+        """The first validator for ``token_type``, or UnsupportedTokenTypeError (Authlib)."""
         return self.guard.validator_for(token_type)
 
     def parse_request_authorization(self, request: Any) -> tuple[TokenValidator, str]:
         """``(validator, token_string)`` from ``request.headers`` (Authlib's method).
 
-        Raises :class:`MissingTokenError` (Authlib's ``MissingAuthorizationError``)
-        or :class:`UnsupportedTokenTypeError`; a malformed Bearer header is a 400.
+        Raises MissingTokenError, UnsupportedTokenTypeError, or a 400 for a malformed header.
         """
         return self.guard.split_authorization(request.headers.get("Authorization"))
 
     def validate_request(self, scopes: Any, request: Any, **kwargs: Any) -> Any:
-        """Authlib's method: authorize ``request`` for ``scopes`` and return its token.
-
-        ``request`` must describe the current Flask request (Authlib passes its
-        wrapper of it); its hooks receive it.
-        """
+        """Authlib's method: authorize ``request`` (the current Flask request,
+        in Authlib's wrapper; its hooks receive it) for ``scopes``; its token."""
         header = _request_now().headers.get("Authorization")
         if request.headers.get("Authorization") != header:
             raise ValueError("validate_request() checks the current Flask request only")
@@ -307,6 +300,8 @@ class ResourceProtector(Front):
         info = guard.try_cached(header, requirement, _oauth_request) if dpop != "required" else None
         if info is None:
             info = guard.authorize(self._credentials(), requirement, optional, dpop)
+            if info is not None and info.dpop_nonce is not None:
+                after_this_request(functools.partial(_with_nonce, info.dpop_nonce))
         current = _g_now()  # one context lookup, not two
         if info is None:  # an anonymous request to an optional view
             setattr(current, _G_TOKEN, None)
@@ -344,6 +339,11 @@ class ResourceProtector(Front):
             hook_request=_oauth_request,
             dpop=dpop_values(flask_request.environ.get("HTTP_DPOP")),
         )
+
+
+def _with_nonce(nonce: str, response: Response) -> Response:
+    response.headers["DPoP-Nonce"] = nonce  # RFC 9449 §8.2: the next one, before it is needed
+    return response
 
 
 def _oauth_request() -> FlaskJsonRequest:

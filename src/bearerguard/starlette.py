@@ -23,8 +23,9 @@ from authlib.oauth2 import OAuth2Error
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._openapi import bearer_scheme, scheme_parameters
 from .core.credentials import Credentials
 from .core.front import Front, one_scope
 from .core.requirements import Requirement, ScopeOperator, compile_requirement
@@ -39,12 +40,9 @@ _FORM = "application/x-www-form-urlencoded"
 
 
 class RefusedError(HTTPException):
-    """A refusal raised by the FastAPI dependency; ``response`` is ready-made.
-
-    :meth:`ResourceProtector.init_app` makes the app answer with it. Without
-    that, FastAPI's own handler still sends the status and the headers
-    (``WWW-Authenticate``), with its ``{"detail": ...}`` body.
-    """
+    """A refusal raised by the FastAPI dependency; ``response`` is ready-made, sent
+    once :meth:`ResourceProtector.init_app` ran (else FastAPI's own handler sends
+    the status and ``WWW-Authenticate``, with its ``{"detail": ...}`` body)."""
 
     def __init__(self, error: BearerGuardError, response: Response) -> None:
         headers = {k: v for k, v in response.headers.items() if k != "content-length"}
@@ -60,10 +58,6 @@ class ResourceProtector(Front):
     ``revocations``, ``allow_query_token``, ...); registration, revocation and
     stats are the guard's, as there (:class:`~bearerguard.core.front.Front`).
     """
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self._scheme: Any = None
 
     # -- the request ---------------------------------------------------------------
 
@@ -91,6 +85,9 @@ class ResourceProtector(Front):
                 observe(time.perf_counter() - start)
         token = None if info is None else info.token
         request.state.token = token
+        if info is not None and info.dpop_nonce is not None:
+            # RFC 9449 §8.2: the next nonce, sent by the route, middleware or dependency.
+            request.state.dpop_nonce = info.dpop_nonce
         return token
 
     async def _credentials(self, request: Request, header: str | None) -> Credentials:
@@ -159,10 +156,7 @@ class ResourceProtector(Front):
     ) -> Any:
         """Decorate a Starlette endpoint ``(request) -> Response``, as Flask's
         ``@require_oauth(...)`` does a view; the token is ``request.state.token``.
-
-        A refusal is answered without calling the endpoint. A sync endpoint
-        runs in a worker thread, as Starlette runs it.
-        """
+        A refusal is answered without calling it; a sync one runs in a thread."""
         if callable(scope) and not isinstance(scope, str | list | tuple):
             return self.route()(scope)  # bare @require_oauth.route
         compiled = compile_requirement(one_scope(scope, scopes), operator, claims)
@@ -177,7 +171,7 @@ class ResourceProtector(Front):
             @functools.wraps(endpoint)
             async def wrapper(request: Request) -> Response:
                 refusal = await self._refusal(request, requirement, optional, mode)
-                return refusal if refusal is not None else await run(request)
+                return refusal if refusal is not None else _with_nonce(request, await run(request))
 
             return wrapper
 
@@ -199,7 +193,7 @@ class ResourceProtector(Front):
 
         Its value is the token (None for an anonymous ``optional`` request);
         ``Security(..., scopes=[...])`` adds required scopes, all listed in
-        ``/openapi.json`` under the protector's HTTP bearer scheme.
+        ``/openapi.json`` under the HTTP bearer and DPoP schemes the view takes.
         """
         mode = None if dpop is None else check_mode(dpop)
         return Dependency(self, one_scope(scope, scopes), operator, claims, optional, mode)
@@ -229,16 +223,14 @@ class ResourceProtector(Front):
 
     def security_scheme(self) -> Any:
         """The FastAPI security scheme (HTTP bearer) of the operations."""
-        if self._scheme is None:
-            self._scheme = _bearer_scheme_class()()
-        return self._scheme
+        return bearer_scheme()
 
 
 class Dependency:
     """What ``require_oauth(...)`` gives FastAPI's ``Depends``/``Security``: its
     signature (built, and FastAPI imported, on first read) asks for the request,
-    ``SecurityScopes`` and the bearer scheme with this requirement's scopes,
-    which ``/openapi.json`` then lists on the operation."""
+    its response (a ``DPoP-Nonce``), ``SecurityScopes`` and the schemes the view
+    takes with its scopes, for ``/openapi.json`` (:mod:`bearerguard._openapi`)."""
 
     def __init__(
         self,
@@ -261,30 +253,37 @@ class Dependency:
     @property
     def __signature__(self) -> inspect.Signature:
         if self._signature is None:
-            from fastapi import Security
             from fastapi.security import SecurityScopes
 
             listed = [] if self.scope is None else _words(self.scope)
             kind, new = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter
-            scheme = Security(self.protector.security_scheme(), scopes=listed)
+            mode = self.dpop or self.protector.guard.dpop
             self._signature = inspect.Signature(
                 [
                     new("request", kind, annotation=Request),
+                    new("response", kind, annotation=Response),
                     new("security_scopes", kind, annotation=SecurityScopes),
-                    new("bearer", kind, default=scheme),  # lists the scopes in /openapi.json
+                    *scheme_parameters(mode, listed),  # list the scopes in /openapi.json
                 ]
             )
         return self._signature
 
     async def __call__(
-        self, request: Request, security_scopes: Any = None, bearer: Any = None
+        self,
+        request: Request,
+        response: Response | None = None,
+        security_scopes: Any = None,
+        **_schemes: Any,
     ) -> Any:
         extra = tuple(security_scopes.scopes) if security_scopes is not None else ()
         requirement = self._requirement(extra) if extra else self.requirement
         try:
-            return await self.protector.authorize(request, requirement, self.optional, self.dpop)
+            token = await self.protector.authorize(request, requirement, self.optional, self.dpop)
         except BearerGuardError as error:
             raise RefusedError(error, self.protector.response(error)) from None
+        if response is not None:  # FastAPI adds its headers unless the view returns a Response
+            _with_nonce(request, response)
+        return token
 
     def _requirement(self, extra: tuple[str, ...]) -> Requirement:
         """This requirement with FastAPI's ``Security(scopes=...)`` added (all of them)."""
@@ -301,25 +300,6 @@ class Dependency:
             found = self.protector._required(compile_requirement(merged, "AND", self.claims))
             self._with_scopes[extra] = found
         return found
-
-
-@functools.cache
-def _bearer_scheme_class() -> type:
-    """FastAPI's security scheme for bearer tokens, defined when first needed."""
-    from fastapi.openapi.models import HTTPBearer
-    from fastapi.security.base import SecurityBase
-
-    class BearerScheme(SecurityBase):
-        """HTTP bearer in ``/openapi.json``; checks nothing itself (the dependency does)."""
-
-        def __init__(self) -> None:
-            self.model = HTTPBearer(description="OAuth 2.0 bearer token (RFC 6750)")
-            self.scheme_name = "bearerAuth"
-
-        async def __call__(self) -> None:
-            return None
-
-    return BearerScheme
 
 
 class BearerMiddleware:
@@ -362,7 +342,8 @@ class BearerMiddleware:
         if refusal is not None:
             await refusal(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        nonce: str | None = getattr(request.state, "dpop_nonce", None)
+        await self.app(scope, receive, send if nonce is None else _nonce_sender(send, nonce))
 
 
 def _authorization(scope: Scope) -> str | None:
@@ -374,6 +355,25 @@ def _authorization(scope: Scope) -> str | None:
             text = value.decode("latin-1")
             found = text if found is None else f"{found}, {text}"
     return found
+
+
+def _with_nonce(request: Request, response: Response) -> Response:
+    nonce: str | None = getattr(request.state, "dpop_nonce", None)
+    if nonce is not None:
+        response.headers["DPoP-Nonce"] = nonce
+    return response
+
+
+def _nonce_sender(send: Send, nonce: str) -> Send:
+    """``send``, the app's response given the ``DPoP-Nonce`` header."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", ()), (b"dpop-nonce", nonce.encode("latin-1"))]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
 
 
 def _in_thread(endpoint: SyncEndpoint) -> Endpoint:

@@ -22,7 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, NoReturn, Protocol
+from typing import Any, NamedTuple, NoReturn, Protocol
 from urllib.parse import urlsplit
 
 from jwt.algorithms import Algorithm, get_default_algorithms
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_PROOF_ALGORITHMS",
     "MemoryReplayStore",
     "NonceIssuer",
+    "Proof",
     "ProofChecker",
     "ReplayStore",
     "normalized_uri",
@@ -134,21 +135,38 @@ class NonceIssuer:
         counter = int(now // self.step)
         return _b64(struct.pack(">Q", counter) + self._mac(counter))
 
+    def renewal(self, nonce: object, now: float) -> str | None:
+        """The current nonce when ``nonce`` (a valid one) is the previous
+        step's, which ends with this step: what a success response sends in
+        ``DPoP-Nonce`` (RFC 9449 §8.2) so the client never meets a 401 for it."""
+        counter = self._counter(nonce)
+        return self.issue(now) if counter == int(now // self.step) - 1 else None
+
     def valid(self, nonce: object, now: float) -> bool:
         """True for a nonce of this issuer from the current or the previous step."""
+        current = int(now // self.step)
+        return self._counter(nonce) in (current, current - 1)
+
+    def _counter(self, nonce: object) -> int | None:
+        """The step ``nonce`` was issued in, if it is one of this issuer's."""
         if not isinstance(nonce, str) or len(nonce) != 32:
-            return False
+            return None
         try:
             raw = b64url_decode(nonce)
         except ValueError:
-            return False
+            return None
         if len(raw) != 24:
-            return False
-        counter = struct.unpack(">Q", raw[:8])[0]
-        current = int(now // self.step)
-        return counter in (current, current - 1) and hmac.compare_digest(
-            raw[8:], self._mac(counter)
-        )
+            return None
+        counter: int = struct.unpack(">Q", raw[:8])[0]
+        return counter if hmac.compare_digest(raw[8:], self._mac(counter)) else None
+
+
+class Proof(NamedTuple):
+    """A proof that passed: its key's thumbprint, and the nonce to send next."""
+
+    jkt: str
+    #: For the success response's ``DPoP-Nonce`` (RFC 9449 §8.2), or None.
+    next_nonce: str | None = None
 
 
 def thumbprint(jwk: Mapping[str, Any]) -> str:
@@ -242,6 +260,10 @@ class ProofChecker:
 
     def check(self, proofs: Sequence[str], method: str, uri: str, token: str, now: float) -> str:
         """The thumbprint of the key that signed the one valid proof in ``proofs``."""
+        return self.verify(proofs, method, uri, token, now).jkt
+
+    def verify(self, proofs: Sequence[str], method: str, uri: str, token: str, now: float) -> Proof:
+        """:meth:`check`, and the nonce a success response should carry."""
         header, claims, signing_input, signature = self._parse(proofs)
         if header.get("typ") != "dpop+jwt":
             _refuse("DPoP proof typ is not dpop+jwt")
@@ -258,14 +280,16 @@ class ProofChecker:
         if not _VERIFIERS[alg].verify(signing_input, key, signature):
             _refuse("DPoP proof signature invalid")
         self._check_claims(claims, method, uri, token, now)
-        nonces = self.nonces
-        if nonces is not None and not nonces.valid(claims.get("nonce"), now):
-            raise UseDPoPNonceError(nonce=nonces.issue(now))
+        nonces, renewal = self.nonces, None
+        if nonces is not None:
+            if not nonces.valid(claims.get("nonce"), now):
+                raise UseDPoPNonceError(nonce=nonces.issue(now))
+            renewal = nonces.renewal(claims["nonce"], now)
         if self.replay is not None:
             jti = claims["jti"]
             if not self.replay.first_use(f"{jkt}:{jti}", self.max_age + self.max_skew):
                 _refuse("DPoP proof replayed")
-        return jkt
+        return Proof(jkt, renewal)
 
     def _parse(self, proofs: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
         """Check 1-2: exactly one header, a well-formed JWS (JSON header and claims)."""

@@ -11,6 +11,7 @@ comes here.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import BearerGuardError, TokenExpiredError, UnsupportedTokenTypeError
@@ -108,13 +109,14 @@ class DPoPScheme:
         header = credentials.authorization or ""
         token = parse_authorization("Bearer " + header[5:].lstrip(" "), guard.max_token_length)
         uri = self.request_uri(credentials.url)
-        jkt = self.proofs.check(credentials.dpop, credentials.method, uri, token, guard.clock())
+        proof = self.proofs.verify(credentials.dpop, credentials.method, uri, token, guard.clock())
         for check in guard.router.request_checks:
             check(credentials)
         info = self._validated(guard, token)
         guard.check_live(digest(token), info)
-        check_binding(info.confirmation, {"jkt": jkt})
-        return info
+        check_binding(info.confirmation, {"jkt": proof.jkt})
+        # Per request, on a copy: the cached info is every request's.
+        return info if proof.next_nonce is None else replace(info, dpop_nonce=proof.next_nonce)
 
     def _validated(self, guard: Guard, token: str) -> TokenInfo:
         """The token's validation, from the cache under a key of its own."""

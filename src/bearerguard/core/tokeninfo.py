@@ -74,6 +74,9 @@ class TokenInfo:
     #: The token's binding (RFC 7800 ``cnf``: ``jkt`` for DPoP), None for a
     #: bearer token; a bound token is accepted only with its proof.
     confirmation: Mapping[str, Any] | None = None
+    #: The ``DPoP-Nonce`` the response should carry (RFC 9449 §8.2), set on
+    #: this request's copy only, never on the cached info.
+    dpop_nonce: str | None = None
 
 
 class SharedObjects(Protocol):

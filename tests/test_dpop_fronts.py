@@ -1,0 +1,180 @@
+"""DPoP on each front, beyond the proof checks of test_dpop.py: the next server
+nonce in a success response (RFC 9449 §8.2), and FastAPI's ``/openapi.json``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask, jsonify
+
+from bearerguard import ResourceProtector, TokenCache
+from bearerguard.core.dpop import NonceIssuer, ProofChecker
+from bearerguard.validators import JWTBearerTokenValidator
+
+from .conftest import FakeClock
+from .dpopkit import make_proof
+from .jwtkit import AUDIENCE, ISSUER, cached_keypair, jwks
+from .test_dpop import KEY, bound_token
+
+SECRET = b"nonce-secret-of-the-fronts-tests"
+STEP = 300.0
+#: (status, DPoP-Nonce header or None, error code or None) of one request.
+Answer = tuple[int, str | None, str | None]
+Get = Callable[[dict[str, str]], Answer]
+
+
+def test_renewal_is_the_current_nonce_for_one_of_the_previous_step() -> None:
+    issuer = NonceIssuer(SECRET, step=STEP)
+    now = 1_800_000_000.0
+    nonce = issuer.issue(now)
+    assert issuer.renewal(nonce, now) is None
+    assert issuer.renewal(nonce, now + STEP) == issuer.issue(now + STEP) != nonce
+    assert issuer.renewal(nonce, now + 2 * STEP) is None  # no longer valid at all
+    assert issuer.renewal("forged" + nonce[6:], now + STEP) is None
+
+
+def _proofs(clock: FakeClock) -> ProofChecker:
+    return ProofChecker(nonces=NonceIssuer(SECRET, step=STEP, clock=clock))
+
+
+def walk_the_nonce_steps(get: Get, url: str, clock: FakeClock) -> None:
+    """Each response gives the client the nonce it needs next, before it needs it."""
+
+    def request(nonce: str | None) -> Answer:
+        token = bound_token(clock)  # a new one each time: the clock moves past exp
+        proof = make_proof(KEY, url=url, token=token, now=clock(), nonce=nonce)
+        return get({"Authorization": f"DPoP {token}", "DPoP": proof})
+
+    status, first, error = request(None)
+    assert (status, error) == (401, "use_dpop_nonce") and first is not None
+    assert request(first) == (200, None, None)  # current: nothing new to say
+    clock.advance(STEP)  # first is now of the previous step: it ends with this one
+    status, renewed, _ = request(first)
+    assert status == 200 and renewed is not None and renewed != first
+    assert request(renewed) == (200, None, None)
+    clock.advance(STEP)
+    assert request(first)[::2] == (401, "use_dpop_nonce")  # two steps old: refused
+    status, again, _ = request(renewed)
+    assert status == 200 and again not in (None, renewed)
+
+
+def test_flask_success_response_carries_the_next_nonce(clock: FakeClock) -> None:
+    protector = ResourceProtector(
+        clock=clock, cache=TokenCache(clock=clock), dpop_proofs=_proofs(clock)
+    )
+    protector.register_token_validator(
+        JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(cached_keypair("RS256", "issuer")))
+    )
+    app = Flask(__name__)
+
+    @app.get("/r")
+    @protector("profile")
+    def resource() -> Any:
+        return jsonify(ok=True)
+
+    client = app.test_client()
+
+    def get(headers: dict[str, str]) -> Answer:
+        answer = client.get("/r", headers=headers)
+        body = answer.get_json()
+        return answer.status_code, answer.headers.get("DPoP-Nonce"), body.get("error")
+
+    walk_the_nonce_steps(get, "http://localhost/r", clock)
+
+
+def _asgi_apps(clock: FakeClock) -> dict[str, Any]:
+    from fastapi import FastAPI, Security
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from bearerguard.starlette import BearerMiddleware
+    from bearerguard.starlette import ResourceProtector as ASGIProtector
+
+    protector = ASGIProtector(
+        clock=clock, cache=TokenCache(clock=clock), dpop_proofs=_proofs(clock)
+    )
+    protector.register_token_validator(
+        JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(cached_keypair("RS256", "issuer")))
+    )
+
+    @protector.route("profile")
+    async def routed(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    api = FastAPI()
+    protector.init_app(api)
+
+    dependency = Security(protector("profile"))
+
+    @api.get("/r")
+    async def fast(token: Any = dependency) -> dict[str, Any]:
+        return {"ok": True}
+
+    async def plain(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    return {
+        "route": Starlette(routes=[Route("/r", routed)]),
+        "fastapi": api,
+        "middleware": BearerMiddleware(
+            Starlette(routes=[Route("/r", plain)]), protector, "profile"
+        ),
+    }
+
+
+@pytest.mark.parametrize("entry", ["route", "fastapi", "middleware"])
+def test_asgi_success_response_carries_the_next_nonce(clock: FakeClock, entry: str) -> None:
+    from starlette.testclient import TestClient
+
+    client = TestClient(_asgi_apps(clock)[entry])
+
+    def get(headers: dict[str, str]) -> Answer:
+        answer = client.get("/r", headers=headers)
+        return answer.status_code, answer.headers.get("DPoP-Nonce"), answer.json().get("error")
+
+    walk_the_nonce_steps(get, "http://testserver/r", clock)
+
+
+# -- FastAPI: the DPoP scheme in /openapi.json -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("protector_mode", "view_mode", "schemes"),
+    [
+        ("allowed", None, ["bearerAuth", "dpopAuth"]),
+        ("allowed", "required", ["dpopAuth"]),
+        ("allowed", "disabled", ["bearerAuth"]),
+        ("required", None, ["dpopAuth"]),
+        ("disabled", None, ["bearerAuth"]),
+        ("disabled", "allowed", ["bearerAuth", "dpopAuth"]),
+    ],
+)
+def test_openapi_lists_the_schemes_each_view_takes(
+    protector_mode: str, view_mode: str | None, schemes: list[str]
+) -> None:
+    from fastapi import FastAPI, Security
+    from starlette.testclient import TestClient
+
+    from bearerguard.starlette import ResourceProtector as ASGIProtector
+
+    protector = ASGIProtector(dpop=protector_mode)
+    api = FastAPI()
+
+    dependency = Security(protector("profile", dpop=view_mode))
+
+    @api.get("/r")
+    async def view(token: Any = dependency) -> None: ...
+
+    spec = TestClient(api).get("/openapi.json").json()
+    security = spec["paths"]["/r"]["get"]["security"]
+    # Alternatives: OpenAPI's list means any one of them, each with the view's scopes.
+    assert security == [{name: ["profile"]} for name in schemes]
+    defined = spec["components"]["securitySchemes"]
+    assert sorted(defined) == sorted(schemes)
+    if "dpopAuth" in schemes:
+        assert defined["dpopAuth"]["type"] == "http" and defined["dpopAuth"]["scheme"] == "DPoP"
+        assert "DPoP header" in defined["dpopAuth"]["description"]
