@@ -2,8 +2,10 @@
 
 Runs on its embedded defaults: SQLite opaque tokens seeded for two demo users,
 the in-process cache, and a built-in issuer whose RS256 key signs JWT access
-tokens. ``--check`` starts it, makes the printed requests over real HTTP and
-exits 0 only if every answer is the expected one.
+tokens, and a demo client whose DPoP key (RFC 9449) the issuer binds tokens
+to. ``--check`` starts it, makes the printed requests over real HTTP (a DPoP
+proof accepted once, then refused replayed; its bound token refused as a
+Bearer token) and exits 0 only if every answer is the expected one.
 
 Not part of the installed package: the issuer it trusts is
 ``bearerguard._demo_issuer``, which ``bearerguard mint`` also uses.
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shlex
 import sys
 import threading
 import time
@@ -55,7 +58,16 @@ from sqlalchemy.orm import (
 )
 
 from bearerguard import ResourceProtector, current_token
-from bearerguard._demo_issuer import AUDIENCE, ISSUER, demo_jwks, mint, private_dir
+from bearerguard._demo_issuer import (
+    AUDIENCE,
+    ISSUER,
+    client_key_path,
+    client_proof,
+    demo_jwks,
+    mint,
+    mint_bound,
+    private_dir,
+)
 from bearerguard.errors import BearerGuardError
 from bearerguard.redis import RedisRevocationStore
 from bearerguard.sqla import create_bearer_token_validator
@@ -277,15 +289,56 @@ def _curl(base: str, path: str, token: str | None) -> str:
     return f"curl -i{header} {base}{path}"
 
 
-def _status(url: str, token: str | None) -> int:
-    req = urllib.request.Request(url)  # noqa: S310 (http to loopback only)
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
+#: The DPoP requests go to the JWT view: DPoP is allowed there, as everywhere by default.
+DPOP_PATH = "/jwt/user"
+
+
+def _dpop_lines(base: str, token: str) -> list[str]:
+    """The DPoP part of the start banner: a request that works (once), how to
+    make the next one, and the same token refused as a Bearer token."""
+    url = base + DPOP_PATH
+    script = os.path.join(os.path.dirname(sys.executable), "bearerguard")
+    script = script if os.path.exists(script) else "bearerguard"
+    command = shlex.join(
+        [script, "dpop-proof", "--key", client_key_path(), "--url", url, "--token", token]
+    )
+    auth = f'-H "Authorization: DPoP {token}"'
+    return [
+        "# a DPoP-bound JWT with its proof (RFC 9449) -> 200, once: a proof is single-use",
+        f'curl -i {auth} -H "DPoP: {client_proof(url, token)}" {url}',
+        "# a fresh proof for each request (each is good for a few minutes only):",
+        f"PROOF=$({command})",
+        f'curl -i {auth} -H "DPoP: $PROOF" {url}',
+        "# the same token sent as a Bearer token, as a thief would -> 401",
+        _curl(base, DPOP_PATH, token),
+    ]
+
+
+def _dpop_cases(base: str) -> list[tuple[str, dict[str, str], int, str]]:
+    """(what, headers, status, error) of the self-check's DPoP requests, in order."""
+    token = mint_bound()
+    dpop = {"Authorization": f"DPoP {token}", "DPoP": client_proof(base + DPOP_PATH, token)}
+    fresh = {**dpop, "DPoP": client_proof(base + DPOP_PATH, token)}
+    return [
+        ("a DPoP-bound JWT with its proof", dpop, 200, ""),
+        ("the same proof replayed", dpop, 401, "invalid_dpop_proof"),
+        ("a fresh proof for the same token", fresh, 200, ""),
+        ("the DPoP-bound JWT replayed as a Bearer token", _bearer(token), 401, "invalid_token"),
+    ]
+
+
+def _bearer(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _status(url: str, headers: dict[str, str]) -> tuple[int, str]:
+    """The answer's status and its ``WWW-Authenticate`` (empty when none)."""
+    req = urllib.request.Request(url, headers=headers)  # noqa: S310 (http to loopback only)
     try:
         with urllib.request.urlopen(req, timeout=5) as response:  # noqa: S310 (loopback)
-            return int(response.status)
+            return int(response.status), ""
     except urllib.error.HTTPError as error:
-        return int(error.code)
+        return int(error.code), error.headers.get("WWW-Authenticate", "")
 
 
 def _check(app: Flask, host: str, port: int) -> int:
@@ -295,10 +348,15 @@ def _check(app: Flask, host: str, port: int) -> int:
     base = f"http://{host}:{server.server_port}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     failures = 0
+    cases = [
+        (what, path, _bearer(token), expected, "")
+        for what, path, token, expected in _expectations(mint(), app.config["DEMO_ADMIN_TOKEN"])
+    ]
+    cases += [(what, DPOP_PATH, h, want, error) for what, h, want, error in _dpop_cases(base)]
     try:
-        for what, path, token, expected in _expectations(mint(), app.config["DEMO_ADMIN_TOKEN"]):
-            status = _status(base + path, token)
-            ok = status == expected
+        for what, path, headers, expected, error in cases:
+            status, challenge = _status(base + path, headers)
+            ok = status == expected and (not error or f'error="{error}"' in challenge)
             failures += not ok
             print(f"{'ok ' if ok else 'BAD'} {status} (want {expected}) {what}: GET {path}")
     finally:
@@ -325,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"bearerguard demo resource server on {base}\nTry:")
     for what, path, token, expected in _expectations(mint(), admin):
         print(f"  # {what} -> {expected}\n  {_curl(base, path, token)}")
+    print("\n".join("  " + line for line in _dpop_lines(base, mint_bound())), flush=True)
     app.run(host=args.host, port=args.port, threaded=True)
     return 0
 

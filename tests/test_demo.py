@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import shutil
 import stat
 import subprocess
@@ -63,8 +64,16 @@ def test_demo_check_passes(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stdout.splitlines() if line[:3] in ("ok ", "BAD")]
-    assert len(lines) >= 6 and all(line.startswith("ok ") for line in lines)
+    assert len(lines) >= 11 and all(line.startswith("ok ") for line in lines)
     assert "all answers as expected" in result.stdout
+    # The DPoP requests (RFC 9449), each by the answer it must get.
+    for expected in (
+        "ok  200 (want 200) a DPoP-bound JWT with its proof",
+        "ok  401 (want 401) the same proof replayed",
+        "ok  200 (want 200) a fresh proof for the same token",
+        "ok  401 (want 401) the DPoP-bound JWT replayed as a Bearer token",
+    ):
+        assert any(line.startswith(expected) for line in lines), (expected, result.stdout)
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
@@ -244,6 +253,78 @@ def test_each_start_prints_a_new_admin_token_and_the_old_one_stops(tmp_path: Pat
             process.stdout.close()
         tokens.append(token)
     assert tokens[0] != tokens[1]
+
+
+def _request(port: int, headers: dict[str, str]) -> tuple[int, str]:
+    """GET /jwt/user with ``headers``: the status and the ``WWW-Authenticate``."""
+    import urllib.error
+    import urllib.request
+
+    url = f"http://127.0.0.1:{port}/jwt/user"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
+            return int(r.status), ""
+    except urllib.error.HTTPError as error:
+        return int(error.code), error.headers.get("WWW-Authenticate", "")
+
+
+def _curl_headers(line: str) -> dict[str, str]:
+    """The ``-H`` headers of a printed curl line, as curl would send them."""
+    words = shlex.split(line)
+    pairs = [words[i + 1].split(": ", 1) for i, w in enumerate(words) if w == "-H"]
+    return {name: value for name, value in pairs}
+
+
+def test_printed_dpop_lines_work_as_printed(tmp_path: Path) -> None:
+    """The banner's DPoP curl works once, its proof command makes the next one,
+    and the same token as a Bearer token is refused."""
+    import socket
+
+    env = _private_env(tmp_path)
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    process = _start(env, port)
+    try:
+        assert process.stdout is not None
+        lines: list[str] = []
+        while not any("as a thief would" in line for line in lines[:-1]):
+            line = process.stdout.readline()
+            assert line, f"the demo stopped: {lines}"
+            lines.append(line.strip())
+        url = f"http://127.0.0.1:{port}/jwt/user"
+        dpop_curl = next(x for x in lines if x.startswith("curl") and '"DPoP: ey' in x)
+        command = next(x for x in lines if x.startswith("PROOF=$("))[len("PROOF=$(") : -1]
+        bearer_curl = lines[-1]
+        assert dpop_curl.endswith(url) and bearer_curl.endswith(url)
+        headers = _curl_headers(dpop_curl)
+        assert headers["Authorization"].startswith("DPoP ")
+        deadline = time.monotonic() + 30
+        while True:  # until it listens
+            try:
+                assert _request(port, headers)[0] == 200
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        status, challenge = _request(port, headers)
+        assert status == 401 and 'error="invalid_dpop_proof"' in challenge
+        for _ in range(2):  # the printed command: a new proof each run
+            made = subprocess.run(
+                shlex.split(command), env=env, capture_output=True, text=True, timeout=60
+            )
+            assert made.returncode == 0, made.stdout + made.stderr
+            assert _request(port, {**headers, "DPoP": made.stdout.strip()})[0] == 200
+        status, challenge = _request(port, _curl_headers(bearer_curl))
+        assert status == 401 and 'error="invalid_token"' in challenge
+    finally:
+        process.terminate()
+        process.wait(10)
+        assert process.stdout is not None
+        process.stdout.close()
+    client_key = tmp_path / "run" / "bearerguard-demo" / "dpop-client.pem"
+    assert stat.S_IMODE(client_key.stat().st_mode) == 0o600
 
 
 def test_seeded_tokens_live_a_day_not_ten_years(tmp_path: Path) -> None:

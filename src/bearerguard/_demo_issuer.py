@@ -4,7 +4,8 @@ Only what minting needs, so that ``bearerguard mint`` works with the base
 install (PyJWT and cryptography; no SQLAlchemy, no Flask). The example
 resource server (``examples/demo.py``, ``make demo``) trusts this issuer.
 
-The key lives in a directory only the current user can use
+The key (and the demo client's DPoP key, ``dpop-client.pem``, beside it)
+lives in a directory only the current user can use
 (``$XDG_RUNTIME_DIR/bearerguard-demo``, else ``bearerguard-demo-<uid>`` in the
 temp dir, mode 0700), or at ``BEARERGUARD_DEMO_KEY``. A directory or key that
 another user owns or can write is refused: whoever plants the key mints the
@@ -19,13 +20,28 @@ import os
 import stat
 import tempfile
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 import jwt
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-__all__ = ["AUDIENCE", "ISSUER", "KID", "demo_jwks", "demo_key", "mint", "private_dir"]
+__all__ = [
+    "AUDIENCE",
+    "ISSUER",
+    "KID",
+    "client_key",
+    "client_key_path",
+    "client_proof",
+    "demo_jwks",
+    "demo_key",
+    "mint",
+    "mint_bound",
+    "private_dir",
+]
+
+PrivateKey: TypeAlias = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 ISSUER = "http://127.0.0.1:5000"
 AUDIENCE = "bearerguard-demo"
@@ -67,13 +83,11 @@ def private_dir() -> str:
     return path
 
 
-def demo_key() -> rsa.RSAPrivateKey:
-    """The built-in issuer's key: made once per user, shared by every worker
-    and by later ``bearerguard mint`` runs."""
-    path = os.environ.get("BEARERGUARD_DEMO_KEY") or os.path.join(private_dir(), "demo-key.pem")
+def _private_key(path: str, make: Callable[[], PrivateKey]) -> PrivateKey:
+    """The key in ``path``, made by ``make`` first if there is none; refused
+    unless a file of this user's that only they can read."""
     if not os.path.lexists(path):
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
+        pem = make().private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
@@ -91,9 +105,38 @@ def demo_key() -> rsa.RSAPrivateKey:
     with os.fdopen(fd, "rb") as f:
         check_private(path, directory=False, st=os.fstat(f.fileno()))
         loaded = serialization.load_pem_private_key(f.read(), password=None)
-    if not isinstance(loaded, rsa.RSAPrivateKey):
-        raise PermissionError(f"refusing {path}: not an RSA private key")
+    if not isinstance(loaded, rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey):
+        raise PermissionError(f"refusing {path}: not an RSA or EC private key")
     return loaded
+
+
+def _issuer_key_path() -> str:
+    return os.environ.get("BEARERGUARD_DEMO_KEY") or os.path.join(private_dir(), "demo-key.pem")
+
+
+def demo_key() -> rsa.RSAPrivateKey:
+    """The built-in issuer's key: made once per user, shared by every worker
+    and by later ``bearerguard mint`` runs."""
+    path = _issuer_key_path()
+    key = _private_key(path, lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048))
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise PermissionError(f"refusing {path}: not an RSA private key")
+    return key
+
+
+def client_key_path() -> str:
+    """Where the demo client's DPoP key lives: beside the issuer's key."""
+    return os.path.join(os.path.dirname(_issuer_key_path()) or ".", "dpop-client.pem")
+
+
+def client_key() -> ec.EllipticCurvePrivateKey:
+    """The demo client's DPoP key (P-256, ES256): what ``bearerguard dpop-proof
+    --key`` signs the demo's proofs with; its tokens are bound to it."""
+    path = client_key_path()
+    key = _private_key(path, lambda: ec.generate_private_key(ec.SECP256R1()))
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise PermissionError(f"refusing {path}: not an EC private key")
+    return key
 
 
 def demo_jwks() -> dict[str, Any]:
@@ -103,8 +146,15 @@ def demo_jwks() -> dict[str, Any]:
     return {"keys": [jwk]}
 
 
-def mint(scope: str = "profile email", expires_in: int = 600, subject: str = "alice") -> str:
-    """A JWT access token (RFC 9068) from the built-in issuer, for local testing."""
+def mint(
+    scope: str = "profile email",
+    expires_in: int = 600,
+    subject: str = "alice",
+    *,
+    jkt: str | None = None,
+) -> str:
+    """A JWT access token (RFC 9068) from the built-in issuer, for local testing;
+    bound to the DPoP key of thumbprint ``jkt`` if given (RFC 9449 §6.1)."""
     now = int(time.time())
     claims = {
         "iss": ISSUER,
@@ -116,5 +166,22 @@ def mint(scope: str = "profile email", expires_in: int = 600, subject: str = "al
         "exp": now + expires_in,
         "jti": os.urandom(8).hex(),
     }
+    if jkt is not None:
+        claims["cnf"] = {"jkt": jkt}
     headers = {"kid": KID, "typ": "at+jwt"}
     return jwt.encode(claims, demo_key(), algorithm="RS256", headers=headers)
+
+
+def mint_bound(expires_in: int = 3600) -> str:
+    """A token of :func:`mint` bound to the demo client's key (``cnf.jkt``)."""
+    from .cli.dpop import public_jwk
+    from .core.dpop import thumbprint
+
+    return mint(expires_in=expires_in, jkt=thumbprint(public_jwk(client_key(), "ES256")))
+
+
+def client_proof(url: str, token: str, method: str = "GET") -> str:
+    """What ``bearerguard dpop-proof --key <client key> --url url --token token`` prints."""
+    from .cli.dpop import sign_proof
+
+    return sign_proof(client_key(), "ES256", method, url, token=token)
