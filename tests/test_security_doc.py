@@ -25,3 +25,19 @@ def test_every_test_security_md_names_exists() -> None:
         if not defined:
             missing.append(f"{path}::{name}")
     assert not missing, missing
+
+
+CASE = re.compile(r"`(tests/[\w/]+\.py)::(\w+)\[([\w-]+)\]`")
+
+
+def test_every_parametrized_case_security_md_names_exists() -> None:
+    """A case id (``test_x[case]``) must be a string literal of that test's file."""
+    text = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
+    cases = set(CASE.findall(text))
+    assert cases  # the parse found them at all
+    missing = [
+        f"{path}::{name}[{case}]"
+        for path, name, case in sorted(cases)
+        if f'"{case}"' not in (ROOT / path).read_text(encoding="utf-8")
+    ]
+    assert not missing, missing
