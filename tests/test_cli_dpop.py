@@ -122,10 +122,30 @@ def test_a_key_that_will_not_do_exits_2(tmp_path: Path, content: bytes) -> None:
     assert code == 2 and output.startswith("error: ")
 
 
-def test_a_url_no_server_accepts_exits_2(tmp_path: Path) -> None:
-    _, path = key_file(tmp_path)
-    code, output = run("dpop-proof", "--key", str(path), "--url", "ftp://h/r")
-    assert (code, output.startswith("error: ")) == (2, True)
+@pytest.mark.parametrize(
+    ("case", "extra"),
+    [
+        ("es256-pem", ("--url", "ftp://h/r")),
+        ("es256-pem", ("--url", URL, "--alg", "RS256")),
+        ("es256-pem", ("--url", URL, "--alg", "HS256")),
+        ("rs256-pem", ("--url", URL, "--alg", "ES256")),
+        ("es256-pem", ("--url", URL, "--token", "t\u00f6k")),
+    ],
+    ids=["ftp-url", "rsa-alg-for-ec", "hmac-alg", "ec-alg-for-rsa", "non-ascii-token"],
+)
+def test_what_no_server_accepts_exits_2(tmp_path: Path, case: str, extra: tuple[str, ...]) -> None:
+    _, path = key_file(tmp_path, case)
+    code, output = run("dpop-proof", "--key", str(path), *extra)
+    assert (code, output.startswith("error: ")) == (2, True), output
+
+
+def test_an_rsa_key_signs_ps256_on_request(tmp_path: Path) -> None:
+    key, path = key_file(tmp_path, "rs256-pem")
+    token = bound_token(key)
+    proof = proof_of(path, "--token", token, "--alg", "PS256")
+    assert segments(proof)[0]["alg"] == "PS256"
+    headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+    assert protected().get("/r", headers=headers).status_code == 200
 
 
 def test_console_script_prints_a_proof_for_curl(tmp_path: Path) -> None:

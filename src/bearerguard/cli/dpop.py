@@ -8,7 +8,8 @@
 A proof is good for one request (its ``jti`` is remembered) and a few
 minutes (its ``iat``): make one per request. ``verify --dpop-proof`` runs the
 protector's own :class:`~bearerguard.core.dpop.ProofChecker` over a proof and
-checks it against the token's ``cnf``.
+checks it against the token's ``cnf``; a server nonce, if the server demands
+one, is not checked there (only the server holds its secret).
 """
 
 from __future__ import annotations
@@ -40,12 +41,22 @@ __all__ = [
     "load_key",
     "proof_checks",
     "sign_proof",
+    "suitable_algs",
     "unverified_claims",
 ]
 
 _EC_ALGS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 #: RFC 7638 §3.2: the public members a proof's ``jwk`` carries, nothing more.
 _PUBLIC = {"EC": ("kty", "crv", "x", "y"), "RSA": ("kty", "n", "e"), "OKP": ("kty", "crv", "x")}
+
+
+def suitable_algs(key: Any) -> tuple[str, ...]:
+    """The proof algorithms ``key`` can sign with (RFC 7518 §3.1; RFC 8037)."""
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return (_EC_ALGS[key.curve.name],)
+    if isinstance(key, rsa.RSAPrivateKey):
+        return ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512")
+    return ("EdDSA",)
 
 
 def load_key(path: str) -> tuple[Any, str]:
@@ -88,8 +99,14 @@ def sign_proof(
     nonce: str | None = None,
     now: float | None = None,
 ) -> str:
-    """A proof for ``method url``: fresh ``jti``, ``iat`` now, ``ath`` of ``token``."""
-    normalized_uri(url)  # ValueError for what no server would accept
+    """A proof for ``method url``: fresh ``jti``, ``iat`` now, ``ath`` of ``token``.
+
+    Raises ValueError for an ``alg`` the key cannot sign with, or a URL no
+    server would accept.
+    """
+    if alg not in suitable_algs(key):
+        raise ValueError(f"--alg {alg} does not suit this key: {', '.join(suitable_algs(key))}")
+    normalized_uri(url)
     scheme, netloc, path, _, _ = urlsplit(url)
     claims: dict[str, Any] = {
         "jti": secrets.token_urlsafe(16),

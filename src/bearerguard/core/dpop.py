@@ -226,8 +226,9 @@ class ProofChecker:
     :param algorithms: the ``alg`` values a proof may use (asymmetric only).
     :param max_age: seconds a proof's ``iat`` may lie in the past.
     :param max_skew: seconds it may lie in the future (a client clock ahead).
-    :param replay: where each proof's ``jti`` is remembered; None skips the
-        check (the ``iat``-window-only mode of stateless servers).
+    :param replay: where each proof's ``jti`` is remembered; None: a
+        :class:`MemoryReplayStore` of its own (the ``iat``-window-only mode
+        is ``RedisReplayStore(..., iat_window_only=True)``'s, on an outage).
     :param max_keys: how many parsed proof keys are kept, by thumbprint.
     :param nonces: a :class:`NonceIssuer` to demand server nonces (401
         ``use_dpop_nonce`` with a ``DPoP-Nonce`` header); None demands none.
