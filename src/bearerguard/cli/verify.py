@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, TextIO
 
+from ..core.binding import is_certificate_only
 from ..core.requirements import compile_requirement
 from ..core.routing import peek_jws
 from ..errors import BearerGuardError, ValidatorUnavailableError
@@ -126,7 +127,9 @@ def _claim_detail(
     if name == "iss":
         return f"{value!r}, want {v.issuer!r}"
     if name == "cnf":
-        return "none" if value is None else "bound to a key (DPoP/mTLS): not a bearer token"
+        if isinstance(value, Mapping) and is_certificate_only(value):
+            return "bound to a client certificate (mTLS): checked on each request"
+        return "none" if value is None else "bound to a key (DPoP): not a bearer token"
     if name == "claim types":
         return ", ".join(n for n in _TYPED if n in claims) or "none present"
     if name in ("aud", "sub"):
