@@ -338,7 +338,7 @@ class ResourceProtector(Front):
             url=flask_request.url,
             query=query,
             form=form,
-            client_certificate=environ.get("SSL_CLIENT_CERT"),  # mod_wsgi's, PEM
+            client_certificate=environ.get("SSL_CLIENT_CERT"),  # Werkzeug, mod_wsgi: PEM
             request=flask_request,
             hook_request=_oauth_request,
             dpop=dpop_values(environ.get("HTTP_DPOP")),
