@@ -478,3 +478,41 @@ def test_metadata_says_certificate_bound_tokens_when_a_reader_is_configured() ->
     without = Guard(resource=ResourceMetadata("https://api.example.com"))
     assert without.metadata is not None
     assert "tls_client_certificate_bound_access_tokens" not in without.metadata.document(without)
+
+
+def test_any_certificate_or_forwarded_header_is_refused_never_raised(clock: FakeClock) -> None:
+    """Whatever a trusted proxy sends in the certificate and forwarded headers
+    (with Bearer, and with DPoP whose htu they move): 400 or 401, never a 500."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    clients = {
+        reader: flask_app(
+            jwt_protector(clock, client_certificate=reader(), trusted_proxies=["127.0.0.1"])
+        )
+        for reader in (NginxClientCertificate, EnvoyClientCertificate)
+    }
+    token = make_token(
+        ISSUER_KEY, now=clock(), cnf={"x5t#S256": A.thumbprint, "jkt": jkt(PROOF_KEY)}
+    )
+    bound = cert_bound(clock)
+    latin1 = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=80)
+    pieces = st.sampled_from(
+        ["Hash=", "Cert=", ";", ",", '"', "\\", "=", "%", "%2", A.nginx_escaped[:40]]
+    )
+    values = st.one_of(latin1, st.lists(st.one_of(pieces, latin1), max_size=8).map("".join))
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.sampled_from(list(clients)), values, values)
+    def check(reader: Any, certificate: str, forwarded: str) -> None:
+        headers = {
+            "X-SSL-Client-Cert": certificate,
+            "X-Forwarded-Client-Cert": certificate,
+            "X-Forwarded-Proto": forwarded,
+            "X-Forwarded-Host": forwarded,
+        }
+        for sent in (bearer(bound), dpop(token, clock)):
+            answer = clients[reader].get("/r", headers={**sent, **headers})
+            assert answer.status_code in (400, 401), (answer.status_code, headers)
+
+    check()
