@@ -28,6 +28,8 @@ class Issued:
 
     cert: x509.Certificate
     key: ec.EllipticCurvePrivateKey
+    #: The files' name in :meth:`write`.
+    name: str
 
     @property
     def der(self) -> bytes:
@@ -47,9 +49,13 @@ class Issued:
         """As nginx's ``$ssl_client_escaped_cert`` sends it: the PEM, URL-escaped."""
         return quote(self.pem, safe="")
 
-    def write(self, directory: Path, name: str) -> tuple[Path, Path]:
+    def files(self, directory: Path) -> tuple[Path, Path]:
         """``<name>.pem`` and ``<name>.key`` in ``directory``."""
-        cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+        return directory / f"{self.name}.pem", directory / f"{self.name}.key"
+
+    def write(self, directory: Path) -> tuple[Path, Path]:
+        """Write :meth:`files`."""
+        cert, key = self.files(directory)
         cert.write_text(self.pem)
         key.write_bytes(
             self.key.private_bytes(
@@ -66,6 +72,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def _issue(
+    name: str,
     common_name: str,
     issuer: Issued | None,
     *,
@@ -94,7 +101,7 @@ def _issue(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
         )
     signer = issuer.key if issuer is not None else key
-    return Issued(builder.sign(signer, hashes.SHA256()), key)
+    return Issued(builder.sign(signer, hashes.SHA256()), key, name)
 
 
 @dataclass(frozen=True)
@@ -103,15 +110,18 @@ class PKI:
     server: Issued
     client_a: Issued
     client_b: Issued
+    #: Self-signed, no CA's (RFC 8705 §2.2: self-signed certificate mutual TLS).
+    self_signed: Issued
 
 
 @functools.cache
 def pki() -> PKI:
     """One CA and its certificates, minted once per test session."""
-    ca = _issue("bearerguard test CA", None, ca=True)
+    ca = _issue("ca", "bearerguard test CA", None, ca=True)
     return PKI(
         ca=ca,
-        server=_issue("127.0.0.1", ca, server=True),
-        client_a=_issue("client A", ca),
-        client_b=_issue("client B", ca),
+        server=_issue("server", "127.0.0.1", ca, server=True),
+        client_a=_issue("a", "client A", ca),
+        client_b=_issue("b", "client B", ca),
+        self_signed=_issue("c", "client C", None),
     )

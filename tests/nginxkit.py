@@ -71,29 +71,38 @@ http {{
     fastcgi_temp_path {dir}/fastcgi;
     uwsgi_temp_path {dir}/uwsgi;
     scgi_temp_path {dir}/scgi;
+    ssl_certificate {dir}/server.pem;
+    ssl_certificate_key {dir}/server.key;
     server {{
         listen 127.0.0.1:{port} ssl;
-        ssl_certificate {dir}/server.pem;
-        ssl_certificate_key {dir}/server.key;
         ssl_client_certificate {dir}/ca.pem;
         ssl_verify_client optional;
-        location / {{
+        {location}
+    }}
+    server {{
+        listen 127.0.0.1:{self_signed_port} ssl;
+        ssl_verify_client optional_no_ca;
+        {location}
+    }}
+}}
+"""
+LOCATION = """location / {{
             proxy_pass http://127.0.0.1:{upstream};
             proxy_bind {proxy_address};
             proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
             proxy_set_header X-Forwarded-Proto $scheme;
             proxy_set_header X-Forwarded-Host $http_host;
-        }}
-    }}
-}}
-"""
+        }}"""
 
 
 @dataclass
 class Proxy:
-    """nginx in front of an app: ``get`` over real HTTPS, with a client certificate or none."""
+    """nginx in front of an app: ``get`` over real HTTPS, with a client certificate
+    or none; ``port`` takes the CA's client certificates only, ``self_signed_port``
+    any (``optional_no_ca``)."""
 
     port: int
+    self_signed_port: int
     directory: Path
     pki: PKI
 
@@ -102,13 +111,18 @@ class Proxy:
         return f"https://127.0.0.1:{self.port}"
 
     def get(
-        self, path: str, headers: dict[str, str], certificate: Issued | None = None
+        self,
+        path: str,
+        headers: dict[str, str],
+        certificate: Issued | None = None,
+        port: int | None = None,
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
         context = ssl.create_default_context(cafile=str(self.directory / "ca.pem"))
         if certificate is not None:
-            name = "a" if certificate is self.pki.client_a else "b"
-            context.load_cert_chain(self.directory / f"{name}.pem", self.directory / f"{name}.key")
-        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=context, timeout=20)
+            context.load_cert_chain(*certificate.files(self.directory))
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", port or self.port, context=context, timeout=20
+        )
         try:
             conn.request("GET", path, headers=headers)
             response = conn.getresponse()
@@ -121,20 +135,22 @@ class Proxy:
 def nginx_proxy(directory: Path, pki: PKI, upstream: int) -> Iterator[Proxy]:
     """nginx terminating mutual TLS on a free port, proxying to ``upstream``."""
     binary = nginx_binary()
-    for issued, name in ((pki.ca, "ca"), (pki.server, "server")):
-        issued.write(directory, name)
-    pki.client_a.write(directory, "a")
-    pki.client_b.write(directory, "b")
-    port = free_port()
+    for issued in (pki.ca, pki.server, pki.client_a, pki.client_b, pki.self_signed):
+        issued.write(directory)
+    port, self_signed_port = free_port(), free_port()
     # As root, nginx's workers would run as nobody, who cannot enter tmp_path.
     user = "user root;" if os.geteuid() == 0 else ""
     conf = directory / "nginx.conf"
     conf.write_text(
         CONF.format(
-            user=user, dir=directory, port=port, upstream=upstream, proxy_address=PROXY_ADDRESS
+            user=user,
+            dir=directory,
+            port=port,
+            self_signed_port=self_signed_port,
+            location=LOCATION.format(upstream=upstream, proxy_address=PROXY_ADDRESS),
         )
     )
-    proxy = Proxy(port, directory, pki)
+    proxy = Proxy(port, self_signed_port, directory, pki)
     command = [
         binary,
         "-e",

@@ -115,6 +115,19 @@ def test_token_bound_to_a_certificate_is_accepted_with_it_only(stack: tuple[Prox
     )
 
 
+def test_self_signed_client_certificate_with_optional_no_ca(stack: tuple[Proxy, int]) -> None:
+    """RFC 8705 §2.2: no CA, the binding is to the certificate itself."""
+    proxy, _ = stack
+    bound = token(**{"x5t#S256": pki().self_signed.thumbprint})
+    status, _, body = proxy.get("/r", bearer(bound), pki().self_signed, proxy.self_signed_port)
+    assert status == 200, body
+    status, _, _ = proxy.get("/r", bearer(bound), pki().client_a, proxy.self_signed_port)
+    assert status == 401
+    # Where nginx verifies against the CA, it refuses the self-signed one itself.
+    status, _, _ = proxy.get("/r", bearer(bound), pki().self_signed)
+    assert status == 400
+
+
 def test_certificate_header_sent_around_nginx_is_ignored(stack: tuple[Proxy, int]) -> None:
     proxy, app_port = stack
     bound = token(**{"x5t#S256": pki().client_a.thumbprint})
