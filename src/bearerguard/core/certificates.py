@@ -15,7 +15,9 @@ None``, which certificate the request came with:
 The header readers see only what a trusted proxy sent
 (``Credentials.proxy_headers``, see :mod:`bearerguard.core.proxies`); from
 any other peer there is no header, so no certificate. A header a trusted
-proxy sent that is not a certificate is a 400, never a 500.
+proxy sent that is not a certificate is a 400, never a 500. A reader of
+your own names the proxy headers it reads in a ``headers`` attribute
+(lower-case), as these do, and finds them in ``credentials.proxy_headers``.
 """
 
 from __future__ import annotations
