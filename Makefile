@@ -31,8 +31,24 @@ lint: $(VENV)/.test-installed
 	$(BIN)/mypy
 	$(BIN)/mypy examples/demo.py
 
-pytest: $(VENV)/.test-installed
+pytest: $(VENV)/.test-installed $(VENV)/.nginx
 	$(BIN)/pytest --cov --cov-report=term:skip-covered $(ARGS)
+
+# nginx for the mutual-TLS proxy tests (tests/test_mtls_nginx.py run it as
+# their own process). Debian's nginx-light, installed as root with apt; its
+# start as a system service is refused (policy-rc.d), so nothing listens on
+# port 80. Elsewhere a one-line reason, and those tests skip.
+$(VENV)/.nginx: | $(BIN)/python
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then touch $@; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  own_policy=; if [ ! -e /usr/sbin/policy-rc.d ]; then \
+	    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; own_policy=1; fi; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q --no-install-recommends nginx-light >/dev/null 2>&1 \
+	    || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q --no-install-recommends nginx-light >/dev/null 2>&1; }; \
+	  [ -n "$$own_policy" ] && rm -f /usr/sbin/policy-rc.d; \
+	  if [ -x /usr/sbin/nginx ]; then echo "nginx: installed nginx-light for the mTLS proxy tests"; touch $@; else echo "nginx: apt-get install nginx-light failed; the nginx mTLS tests will skip"; fi; \
+	else echo "nginx: not installed and cannot install it (needs root and apt-get); the nginx mTLS tests will skip"; fi
 
 ## demo: run the example resource server on 127.0.0.1:5000 (ARGS=--check to self-test)
 demo: $(VENV)/.demo-installed

@@ -238,8 +238,13 @@ ATTACKS: dict[str, tuple[Attack, str]] = {
         bound_to({"jkt": jwk_thumbprint(ATTACKER_EC)}),
         SENDER_CONSTRAINED,
     ),
+    # RFC 8705: a Bearer token over mutual TLS, refused without that certificate.
     "certificate-bound-token-as-bearer": (
         bound_to({"x5t#S256": b64url(hashlib.sha256(b"a client certificate").digest())}),
+        "token is bound to a client certificate, and none was presented",
+    ),
+    "certificate-and-key-bound-token-as-bearer": (
+        bound_to({"x5t#S256": b64url(hashlib.sha256(b"a cert").digest()), "jkt": "k"}),
         SENDER_CONSTRAINED,
     ),
     "jwk-bound-token-as-bearer": (bound_to({"jwk": ATTACKER_EC.jwk()}), SENDER_CONSTRAINED),

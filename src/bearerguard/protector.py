@@ -88,12 +88,11 @@ class ResourceProtector(Front):
     ``bearer`` by default); a refusal is raised by :meth:`acquire_token` as
     an ``OAuth2Error`` and answered by :meth:`raise_error_response`.
 
-    The parameters are the guard's (:class:`~bearerguard.core.front.Front`):
-    ``realm``, ``cache`` (this protector's alone; ``None``: no cache),
-    ``revocations`` (``RedisRevocationStore`` to share them), ``allow_form_token``
-    and ``allow_query_token`` (RFC 6750 §2.2, §2.3; off), ``max_token_length``,
-    ``clock``, ``dpop``/``dpop_proofs``/``dpop_public_url`` (RFC 9449) and
-    ``resource`` (RFC 9728): README.md's configuration table says each.
+    The parameters are the guard's (:class:`~bearerguard.core.front.Front`),
+    each in README.md's configuration table: ``realm``, ``cache``,
+    ``revocations``, ``allow_form_token``, ``allow_query_token``,
+    ``max_token_length``, ``clock``, ``dpop``/``dpop_proofs``/``dpop_public_url``
+    (RFC 9449), ``resource`` (RFC 9728), ``client_certificate``/``trusted_proxies``.
     """
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -323,21 +322,23 @@ class ResourceProtector(Front):
     def _credentials(self) -> Credentials:
         """This request as the guard reads it (a cache miss, or hooks to run)."""
         flask_request = _request_now()
-        guard = self.guard
-        query = form = None
-        if guard.allow_query_token:
-            query = flask_request.args.to_dict(flat=False)
+        guard, environ = self.guard, flask_request.environ
+        query = flask_request.args.to_dict(flat=False) if guard.allow_query_token else None
+        form = None
         if guard.allow_form_token and flask_request.mimetype == _FORM:
             form = flask_request.form.to_dict(flat=False)
         return Credentials(
-            authorization=flask_request.environ.get("HTTP_AUTHORIZATION"),
+            authorization=environ.get("HTTP_AUTHORIZATION"),
             method=flask_request.method,
             url=flask_request.url,
             query=query,
             form=form,
+            client_certificate=environ.get("SSL_CLIENT_CERT"),  # Werkzeug, mod_wsgi: PEM
             request=flask_request,
             hook_request=_oauth_request,
-            dpop=dpop_values(flask_request.environ.get("HTTP_DPOP")),
+            dpop=dpop_values(environ.get("HTTP_DPOP")),
+            peer=environ.get("REMOTE_ADDR"),
+            proxy_headers=guard.proxy_headers.from_environ(environ),
         )
 
 

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._openapi import bearer_scheme, scheme_parameters
+from .core.connection import header_values, joined_header, scope_certificate, scope_peer
 from .core.credentials import Credentials
 from .core.front import Front, one_scope
 from .core.requirements import Requirement, ScopeOperator, compile_requirement
@@ -73,7 +74,7 @@ class ResourceProtector(Front):
         observe = self.guard.observe_latency
         start = time.perf_counter() if observe is not None else 0.0
         try:
-            header = _authorization(request.scope)
+            header = joined_header(request.scope, b"authorization")
             info = self.guard.try_cached(header, requirement) if dpop != "required" else None
             if info is None:
                 credentials = await self._credentials(request, header)
@@ -104,9 +105,18 @@ class ResourceProtector(Front):
         ):
             # Read on the loop (it is async); the body stays cached for the view.
             form = parse_qs((await request.body()).decode("utf-8", "replace"))
-        proofs = tuple(v.decode("latin-1") for k, v in request.scope["headers"] if k == b"dpop")
+        scope = request.scope
         return Credentials(
-            header, request.method, str(request.url), query, form, None, request, dpop=proofs
+            header,
+            request.method,
+            str(request.url),
+            query,
+            form,
+            scope_certificate(scope),
+            request,
+            dpop=header_values(scope, b"dpop"),
+            peer=scope_peer(scope),
+            proxy_headers=guard.proxy_headers.from_scope(scope),
         )
 
     def response(self, error: OAuth2Error) -> Response:
@@ -344,17 +354,6 @@ class BearerMiddleware:
             return
         nonce: str | None = getattr(request.state, "dpop_nonce", None)
         await self.app(scope, receive, send if nonce is None else _nonce_sender(send, nonce))
-
-
-def _authorization(scope: Scope) -> str | None:
-    """The ``Authorization`` value; several are joined with ", " as WSGI servers
-    do, so two headers are refused (400) rather than one of them silently used."""
-    found: str | None = None
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            text = value.decode("latin-1")
-            found = text if found is None else f"{found}, {text}"
-    return found
 
 
 def _with_nonce(request: Request, response: Response) -> Response:

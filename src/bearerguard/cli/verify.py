@@ -18,6 +18,7 @@ from dataclasses import asdict
 from functools import partial
 from typing import Any, TextIO
 
+from ..core.binding import is_certificate_only
 from ..core.requirements import compile_requirement
 from ..core.routing import peek_jws
 from ..errors import BearerGuardError, ValidatorUnavailableError
@@ -112,6 +113,9 @@ def _claim_detail(
     if name == "cnf":
         if value is None:
             return "none"
+        if isinstance(value, Mapping) and is_certificate_only(value):
+            detail = binding_detail(value)
+            return f"bound to a client certificate ({detail}): checked on each request"
         return f"bound to a key ({binding_detail(value)}): not a bearer token (see --dpop-proof)"
     if name == "claim types":
         return ", ".join(n for n in _TYPED if n in claims) or "none present"

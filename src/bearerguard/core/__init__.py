@@ -10,6 +10,11 @@
 * :mod:`~bearerguard.core.hooks`: the user's hooks and the one guard they run behind.
 * :mod:`~bearerguard.core.routing`: what may be registered; which validator a token goes to.
 * :mod:`~bearerguard.core.tokeninfo`: ``TokenInfo``, what the cache keeps.
+* :mod:`~bearerguard.core.binding`: sender-constrained tokens, the ``cnf`` checks.
+* :mod:`~bearerguard.core.certificates`: client certificates (RFC 8705) and their readers.
+* :mod:`~bearerguard.core.proxies`: ``TrustedProxies``, whose headers are believed.
+* :mod:`~bearerguard.core.connection`: the peer, proxy headers and TLS
+  certificate read out of a WSGI environ or an ASGI scope, for the fronts.
 * :mod:`~bearerguard.core.stats`: ``GuardStats``, the shape of ``stats()``.
 * :mod:`~bearerguard.core.values`, :mod:`~bearerguard.core.frozen`: claim
   values read one way everywhere; read-only claims.

@@ -1,10 +1,13 @@
 """Sender-constrained tokens: whether a token's ``cnf`` binding matches what
-the request proves (RFC 7800 ``cnf``; RFC 9449 §6 ``jkt``).
+the request proves (RFC 7800 ``cnf``; RFC 9449 §6 ``jkt``; RFC 8705 §3
+``x5t#S256``).
 
-A validator states a token's binding in ``TokenInfo.confirmation``; the guard
-calls :func:`check_binding` with what the request proved. The extension point
-for certificate-bound tokens (RFC 8705 §3): a ``x5t#S256`` member checked
-against ``Credentials.client_certificate``, a second ``proved`` entry.
+A validator states a token's binding in ``TokenInfo.confirmation``, or the
+guard reads it from the token (:func:`confirmation_of`). A DPoP request
+proves a key (:func:`check_binding`); a certificate-bound token needs the
+client certificate of the request, on every request, cached or not
+(:func:`check_certificate`). Only a binding to a certificate alone may come
+with the Bearer scheme (RFC 8705 §3); one to a DPoP key never (RFC 9449 §7.2).
 """
 
 from __future__ import annotations
@@ -15,20 +18,54 @@ from typing import Any
 
 from ..errors import InvalidTokenError
 
-__all__ = ["check_binding", "confirmation_of"]
+__all__ = [
+    "DPOP_JKT_ATTRIBUTE",
+    "X5T_S256",
+    "X5T_S256_ATTRIBUTE",
+    "bearer_confirmation",
+    "check_binding",
+    "check_certificate",
+    "confirmation_of",
+    "is_certificate_only",
+]
 
 #: The model attribute a database token's DPoP binding is read from.
 DPOP_JKT_ATTRIBUTE = "dpop_jkt"
+#: The model attribute a database token's certificate binding is read from:
+#: the certificate's ``x5t#S256`` thumbprint (``certificates.x5t_s256``).
+X5T_S256_ATTRIBUTE = "x5t_s256"
+#: The ``cnf`` member of a certificate-bound token (RFC 8705 §3.1).
+X5T_S256 = "x5t#S256"
 
 
 def confirmation_of(token: Any) -> Mapping[str, Any] | None:
-    """The ``cnf`` of a token object: a claims mapping's ``cnf``, or
-    ``{"jkt": token.dpop_jkt}`` for a model with a ``dpop_jkt`` attribute."""
+    """The ``cnf`` of a token object: a claims mapping's ``cnf``, or, for a
+    model, ``{"jkt": token.dpop_jkt, "x5t#S256": token.x5t_s256}`` with the
+    attributes it has and sets."""
     if isinstance(token, Mapping):
         cnf = token.get("cnf")
         return cnf if cnf is None or isinstance(cnf, Mapping) else {"?": cnf}
+    cnf = {}
     jkt = getattr(token, DPOP_JKT_ATTRIBUTE, None)
-    return {"jkt": jkt} if jkt else None
+    if jkt:
+        cnf["jkt"] = jkt
+    x5t = getattr(token, X5T_S256_ATTRIBUTE, None)
+    if x5t:
+        cnf[X5T_S256] = x5t
+    return cnf or None
+
+
+def is_certificate_only(confirmation: Mapping[str, Any]) -> bool:
+    """True for a binding to a client certificate alone: Bearer may carry it."""
+    return len(confirmation) == 1 and isinstance(confirmation.get(X5T_S256), str)
+
+
+def bearer_confirmation(confirmation: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The binding a Bearer token may have: none, or a certificate's; any
+    other (a DPoP key, an unknown member) is refused as the wrong scheme."""
+    if confirmation is None or is_certificate_only(confirmation):
+        return confirmation
+    raise InvalidTokenError("sender-constrained token presented as a bearer token")
 
 
 def check_binding(confirmation: Mapping[str, Any] | None, proved: Mapping[str, str]) -> None:
@@ -44,3 +81,15 @@ def check_binding(confirmation: Mapping[str, Any] | None, proved: Mapping[str, s
         bound = confirmation.get(member)
         if not isinstance(bound, str) or not hmac.compare_digest(bound.encode(), value.encode()):
             raise InvalidTokenError("DPoP proof key does not match the token's binding")
+
+
+def check_certificate(confirmation: Mapping[str, Any], presented: str | None) -> None:
+    """Refuse (``invalid_token``) unless the request's certificate thumbprint
+    ``presented`` is the one ``confirmation["x5t#S256"]`` names."""
+    bound = confirmation.get(X5T_S256)
+    if not isinstance(bound, str):
+        raise InvalidTokenError("invalid claim: cnf")
+    if presented is None:
+        raise InvalidTokenError("token is bound to a client certificate, and none was presented")
+    if not hmac.compare_digest(bound.encode(), presented.encode()):
+        raise InvalidTokenError("client certificate does not match the token's binding")

@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from ..errors import InvalidRequestError, MissingTokenError, UnsupportedTokenTypeError
@@ -25,6 +26,9 @@ __all__ = [
     "signed_content_digest",
     "token_of",
 ]
+
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +49,10 @@ class Credentials:
     #: The form body's values; only when the guard accepts form tokens and the
     #: body is ``application/x-www-form-urlencoded``.
     form: Mapping[str, Sequence[str]] | None = None
-    #: The client's TLS certificate (DER), for certificate-bound tokens (RFC 8705).
-    client_certificate: bytes | None = None
+    #: The TLS connection's client certificate as the server reports it (PEM
+    #: text: the ASGI TLS extension's; or DER), for certificate-bound tokens
+    #: (RFC 8705) read by ``tls_client_certificate``.
+    client_certificate: bytes | str | None = None
     #: The framework's request object, for the user's hooks that take one
     #: (the seed's ``request_invalid``): its type is the framework's.
     request: Any = None
@@ -56,6 +62,11 @@ class Credentials:
     #: The ``DPoP`` header values (RFC 9449 §4.1), each as sent: a proof is
     #: accepted only when there is exactly one.
     dpop: Sequence[str] = ()
+    #: The connection's peer address (``REMOTE_ADDR``, the ASGI ``client``).
+    peer: str | None = None
+    #: The headers the guard reads from a trusted proxy (lower-case names;
+    #: repeated ones joined with ", "): empty unless ``peer`` is one.
+    proxy_headers: Mapping[str, str] = field(default_factory=lambda: _NO_HEADERS)
 
     def oauth_request(self) -> Any:
         """What Authlib 1.x's hooks receive as ``request``."""

@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from ..cache import TokenCache
     from ..revocation import RevocationStore
     from ..validators.base import TokenValidator
+    from .certificates import CertificateReader
     from .dpop import ProofChecker
     from .metadata import ResourceMetadata
+    from .proxies import TrustedProxies
     from .stats import GuardStats
 
 __all__ = ["Front", "GuardSetting", "HasGuard", "one_scope"]
@@ -78,6 +80,8 @@ class Front:
         dpop_proofs: ProofChecker | None = None,
         dpop_public_url: str | None = None,
         resource: str | ResourceMetadata | None = None,
+        client_certificate: CertificateReader | None = None,
+        trusted_proxies: TrustedProxies | Iterable[str] | None = None,
     ) -> None:
         #: The framework-neutral decision maker; this object is its front.
         self.guard = Guard(
@@ -92,6 +96,8 @@ class Front:
             dpop_proofs=dpop_proofs,
             dpop_public_url=dpop_public_url,
             resource=resource,
+            client_certificate=client_certificate,
+            trusted_proxies=trusted_proxies,
         )
 
     realm: GuardSetting[str | None] = GuardSetting()

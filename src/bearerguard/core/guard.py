@@ -17,7 +17,7 @@ import dataclasses
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..cache import AtomicCounter, TokenCache
@@ -32,11 +32,14 @@ from ..errors import (
 )
 from ..revocation import RevocationStore
 from ..validators.base import TokenValidator
-from .binding import confirmation_of
+from .binding import bearer_confirmation, check_certificate, confirmation_of
+from .certificates import CertificateReader, presented_thumbprint
+from .connection import ProxyHeaders, proxies_of
 from .credentials import Credentials, digest, token_of
 from .dpop import ProofChecker
 from .hooks import call_hook
 from .metadata import ResourceMetadata
+from .proxies import TrustedProxies
 from .refusing import Refusing
 from .requirements import Requirement
 from .revoking import Revoking
@@ -69,6 +72,8 @@ class Guard(Refusing, Revoking):
         dpop_proofs: ProofChecker | None = None,
         dpop_public_url: str | None = None,
         resource: str | ResourceMetadata | None = None,
+        client_certificate: CertificateReader | None = None,
+        trusted_proxies: TrustedProxies | Iterable[str] | None = None,
     ) -> None:
         self.realm = realm
         #: What this guard publishes (RFC 9728), None without ``resource=``.
@@ -96,6 +101,13 @@ class Guard(Refusing, Revoking):
         #: The DPoP scheme's settings and checks (RFC 9449).
         self.sender = DPoPScheme(dpop, dpop_proofs, dpop_public_url)
         self.dpop = self.sender.mode
+        #: The proxies whose headers are believed (certificates, DPoP's htu).
+        self.trusted_proxies = proxies_of(trusted_proxies)
+        #: Which certificate a request came with (RFC 8705); None: certificate-bound
+        #: tokens are refused.
+        self.client_certificate = client_certificate
+        #: What the fronts read from a trusted proxy into ``Credentials.proxy_headers``.
+        self.proxy_headers = ProxyHeaders(self.trusted_proxies, client_certificate)
 
     @property
     def dpop(self) -> DPoPMode:
@@ -170,7 +182,12 @@ class Guard(Refusing, Revoking):
         if entry is None:
             return None
         info = entry.info
-        if info.expiry_check is not None or (info.hooks is not None and hook_request is None):
+        # A certificate-bound token needs the request's certificate: authorize.
+        if (
+            info.expiry_check is not None
+            or info.confirmation is not None
+            or (info.hooks is not None and hook_request is None)
+        ):
             return None
         if self.revocations.is_revoked(key, info, now):
             return None
@@ -278,7 +295,16 @@ class Guard(Refusing, Revoking):
         else:
             info = self.validate(token)
         self.check_live(key, info)
+        if info.confirmation is not None:  # RFC 8705: on every request, cached or not
+            self.check_certificate(info.confirmation, credentials)
         return info
+
+    def check_certificate(self, confirmation: Mapping[str, Any], credentials: Credentials) -> None:
+        """Refuse unless the request's client certificate is the one
+        ``confirmation`` names (``x5t#S256``); the reader runs behind the hook guard."""
+        reader = self.client_certificate
+        presented = None if reader is None else call_hook(presented_thumbprint, reader, credentials)
+        check_certificate(confirmation, presented)
 
     def check_live(self, key: bytes, info: TokenInfo) -> None:
         """Expiry again, at the instant the deny-list is read, then the deny-list.
@@ -317,11 +343,17 @@ class Guard(Refusing, Revoking):
     def validate(self, token: str, bound: bool = False) -> TokenInfo:
         """Route ``token`` to its validator and check the store's lifetime bound
         (no cache, no deny-list): what a cache miss stores. ``bound``: the token
-        came with a DPoP proof, its binding is kept; else a bound token is refused."""
+        came with a DPoP proof, its binding is kept; else a bound token is refused,
+        but for one bound to a client certificate alone, checked per request."""
         info = self.router.route(token, bound)
-        # confirmation_of reads the user's token object: behind the hook guard.
-        if not bound and (info.confirmation is not None or call_hook(confirmation_of, info.token)):
-            raise InvalidTokenError("sender-constrained token presented as a bearer token")
+        if not bound:
+            # confirmation_of reads the user's token object: behind the hook guard.
+            cnf = info.confirmation
+            cnf = bearer_confirmation(
+                cnf if cnf is not None else call_hook(confirmation_of, info.token)
+            )
+            if cnf is not info.confirmation:  # a model's x5t_s256: kept for every request
+                info = dataclasses.replace(info, confirmation=cnf)
         limit = self.revocations.max_token_lifetime
         if limit is not None:
             _check_lifetime(info, limit)

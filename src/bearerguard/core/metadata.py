@@ -144,6 +144,9 @@ class ResourceMetadata:
             methods.append("query")
         doc["bearer_methods_supported"] = methods
         doc.update(_dpop_members(guard))
+        if getattr(guard, "client_certificate", None) is not None:
+            # RFC 9728 §2 / RFC 8705 §3: this API checks certificate-bound tokens.
+            doc["tls_client_certificate_bound_access_tokens"] = True
         doc.update(self.extra)
         if self.dpop_metadata is not None:
             doc.update(self.dpop_metadata(guard))

@@ -11,11 +11,12 @@ comes here.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import BearerGuardError, TokenExpiredError, UnsupportedTokenTypeError
-from .binding import check_binding
+from .binding import X5T_S256, check_binding
 from .credentials import Credentials, digest, parse_authorization
 from .dpop import ProofChecker, normalized_uri
 from .hooks import call_hook
@@ -23,6 +24,7 @@ from .tokeninfo import TokenInfo
 
 if TYPE_CHECKING:
     from .guard import Guard
+    from .proxies import TrustedProxies
 
 __all__ = ["MODES", "DPoPMode", "DPoPScheme", "check_mode", "dpop_values", "is_dpop"]
 
@@ -58,8 +60,9 @@ class DPoPScheme:
     :param proofs: the proof checks (algorithms, ``iat`` window, replay store).
     :param public_url: the scheme and authority (and path prefix) clients
         use, behind a proxy: ``htu`` is compared with it plus the path the
-        server saw. None: the URL the WSGI/ASGI server saw. Forwarded headers
-        are never read: any client can send them.
+        server saw. None: the URL the WSGI/ASGI server saw, with the scheme
+        and host a trusted proxy forwarded (the guard's ``trusted_proxies``);
+        forwarded headers from any other peer are never read.
     """
 
     def __init__(
@@ -79,10 +82,17 @@ class DPoPScheme:
         """The ``algs`` of the DPoP challenge."""
         return " ".join(self.proofs.algorithms)
 
-    def request_uri(self, url: str) -> str:
-        """The URI the proof's ``htu`` must name (query and fragment are dropped later)."""
+    def request_uri(
+        self,
+        url: str,
+        proxies: TrustedProxies | None = None,
+        forwarded: Mapping[str, str] | None = None,
+    ) -> str:
+        """The URI the proof's ``htu`` must name (query and fragment are dropped
+        later): ``public_url`` if set, else ``url`` with what a trusted proxy
+        forwarded (``forwarded``: ``Credentials.proxy_headers``)."""
         if self.public_url is None:
-            return url
+            return url if proxies is None else proxies.public_url(url, forwarded or {})
         rest = url.split("://", 1)[-1]
         slash = rest.find("/")
         return self.public_url + (rest[slash:] if slash >= 0 else "/")
@@ -108,13 +118,16 @@ class DPoPScheme:
     def _authenticate(self, guard: Guard, credentials: Credentials) -> TokenInfo:
         header = credentials.authorization or ""
         token = parse_authorization("Bearer " + header[5:].lstrip(" "), guard.max_token_length)
-        uri = self.request_uri(credentials.url)
+        uri = self.request_uri(credentials.url, guard.trusted_proxies, credentials.proxy_headers)
         proof = self.proofs.verify(credentials.dpop, credentials.method, uri, token, guard.clock())
         for check in guard.router.request_checks:
             check(credentials)
         info = self._validated(guard, token)
         guard.check_live(digest(token), info)
-        check_binding(info.confirmation, {"jkt": proof.jkt})
+        confirmation = info.confirmation or {}
+        check_binding(confirmation, {"jkt": proof.jkt})
+        if X5T_S256 in confirmation:  # bound to a certificate too (RFC 8705): both must match
+            guard.check_certificate(confirmation, credentials)
         # Per request, on a copy: the cached info is every request's.
         return info if proof.next_nonce is None else replace(info, dpop_nonce=proof.next_nonce)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn
 
+from ..core.binding import is_certificate_only
 from ..errors import InvalidTokenError, TokenExpiredError
 from ..validators.base import number_or_none
 
@@ -211,13 +212,14 @@ def check_not_bound(claims: Claims, _header: Claims, _now: float) -> None:
     """Refuse a token bound to a key (``cnf``) when it is presented as a bearer token.
 
     RFC 9449 §7.2: a DPoP-bound token (``cnf.jkt``) must not be accepted as a
-    bearer token; a certificate-bound one (``cnf["x5t#S256"]``, RFC 8705 §3)
-    is only as good as the TLS client certificate it names, and any other
-    ``cnf`` (RFC 7800) asks for a proof of possession too. No proof is seen
-    here, so every ``cnf`` is refused, as the introspection validator does.
-    DPoP and mTLS support replace this one step.
+    bearer token, nor one with any other ``cnf`` (RFC 7800) that asks for a
+    proof of possession. One bound to a client certificate alone
+    (``cnf["x5t#S256"]``, RFC 8705 §3) is a bearer token sent over mutual
+    TLS: it passes here, and the guard holds it to the request's certificate
+    on every request (``TokenInfo.confirmation``).
     """
-    if claims.get("cnf") is not None:
+    cnf = claims.get("cnf")
+    if cnf is not None and not (isinstance(cnf, Mapping) and is_certificate_only(cnf)):
         _refuse("sender-constrained token presented as a bearer token")
 
 

@@ -19,6 +19,7 @@ from typing import Any, Literal, NoReturn
 from urllib.parse import quote, urlencode
 
 from .._log import throttled
+from ..core.binding import is_certificate_only
 from ..core.credentials import digest
 from ..core.frozen import ReadOnlyClaims
 from ..core.values import strict_json
@@ -79,7 +80,9 @@ class IntrospectionTokenValidator(TokenValidator):
     :class:`IntrospectionToken`; its ``exp`` is enforced.
     Refused: ``token_use: refresh_token``, a ``token_type`` other than
     ``Bearer`` (or ``DPoP`` with a proof), and a ``cnf`` (sender-constrained)
-    token presented without its DPoP proof (RFC 9449 §6.2, §7.2). Without
+    token presented without its DPoP proof (RFC 9449 §6.2, §7.2); a ``cnf``
+    naming a client certificate alone (``x5t#S256``, RFC 8705) is kept in
+    ``confirmation`` for the guard to check against the request's certificate. Without
     ``exp``, a revocation at the server is seen when the cache entry ends:
     keep ``ttl`` short. A ``shared_cache`` answer is trusted everywhere for
     at most ``shared_ttl`` from its fetch, the revocation lag then.
@@ -206,7 +209,7 @@ class IntrospectionTokenValidator(TokenValidator):
             raise UnknownTokenError("token is not active")
         self._check(answer, bound)
         info = describe_token(IntrospectionToken(answer))
-        if bound and answer.get("cnf") is not None:
+        if answer.get("cnf") is not None:
             info = dataclasses.replace(info, confirmation=answer["cnf"])
         # No process trusts a shared answer longer than it is shared for.
         return info if until is None else dataclasses.replace(info, cache_until=until)
@@ -284,7 +287,8 @@ class IntrospectionTokenValidator(TokenValidator):
         if answer.get("token_use") == "refresh_token":
             _refuse("not an access token")
         cnf = answer.get("cnf")
-        if cnf is not None and not (bound and isinstance(cnf, dict)):
+        # A certificate binding alone comes with Bearer (RFC 8705 §3): kept for the guard.
+        if cnf is not None and not (isinstance(cnf, dict) and (bound or is_certificate_only(cnf))):
             _refuse("sender-constrained token")
         if self.issuer is not None and answer.get("iss") != self.issuer:
             _refuse("issuer mismatch")

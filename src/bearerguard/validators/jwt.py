@@ -59,9 +59,11 @@ class JWTBearerTokenValidator(TokenValidator):
     then ``/.well-known/oauth-authorization-server``), whose ``issuer`` must be
     this one. Register one validator per trusted issuer.
 
-    Tokens bound to a key (a ``cnf`` claim: DPoP, RFC 9449; mTLS, RFC 8705)
-    are refused as bearer tokens; with the DPoP scheme, the guard checks
-    ``cnf.jkt`` against the proof (:meth:`validate_bound`).
+    Tokens bound to a DPoP key (``cnf.jkt``, RFC 9449) are refused as bearer
+    tokens; with the DPoP scheme, the guard checks ``cnf.jkt`` against the
+    proof (:meth:`validate_bound`). A token bound to a client certificate
+    (``cnf["x5t#S256"]``, RFC 8705) keeps it in ``confirmation``, which the
+    guard checks against the request's certificate.
 
     :param issuer: the exact ``iss`` accepted.
     :param audience: this resource server's identifier(s); the token's ``aud``
@@ -331,6 +333,9 @@ class JWTBearerTokenValidator(TokenValidator):
             issued_at=number_or_none(get("iat")),
             claims=token,
             revocation_key=signed_content_digest(jws.signing_input),
+            # A certificate binding (the only one check_not_bound lets through),
+            # for the guard to hold to the request's certificate.
+            confirmation=get("cnf"),
         )
 
     def peek_expiry(self, token_string: str) -> float | None:
