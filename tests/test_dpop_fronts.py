@@ -178,3 +178,49 @@ def test_openapi_lists_the_schemes_each_view_takes(
     if "dpopAuth" in schemes:
         assert defined["dpopAuth"]["type"] == "http" and defined["dpopAuth"]["scheme"] == "DPoP"
         assert "DPoP header" in defined["dpopAuth"]["description"]
+
+
+def _worker(clock: FakeClock, nonce: bool | bytes) -> Any:
+    """One worker's app: its own protector, cache and replay store."""
+    protector = ResourceProtector(clock=clock, cache=TokenCache(clock=clock), dpop_nonce=nonce)
+    protector.register_token_validator(
+        JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(cached_keypair("RS256", "issuer")))
+    )
+    app = Flask(__name__)
+
+    @app.get("/r")
+    @protector("profile")
+    def resource() -> Any:
+        return jsonify(ok=True)
+
+    return app.test_client()
+
+
+@pytest.mark.parametrize(("nonce", "shared"), [(SECRET, True), (True, False)])
+def test_dpop_nonce_option_demands_nonces_shared_by_a_secret(
+    clock: FakeClock, nonce: bool | bytes, shared: bool
+) -> None:
+    url = "http://localhost/r"
+    first, second = _worker(clock, nonce), _worker(clock, nonce)
+
+    def get(client: Any, server_nonce: str | None) -> Any:
+        token = bound_token(clock)
+        proof = make_proof(KEY, url=url, token=token, now=clock(), nonce=server_nonce)
+        return client.get("/r", headers={"Authorization": f"DPoP {token}", "DPoP": proof})
+
+    refused = get(first, None)
+    assert (refused.status_code, refused.json["error"]) == (401, "use_dpop_nonce")
+    issued = refused.headers["DPoP-Nonce"]
+    assert get(first, issued).status_code == 200
+    # A secret: the other worker takes the nonce; True: a secret of each process's own.
+    other = get(second, issued)
+    assert other.status_code == (200 if shared else 401)
+    if not shared:
+        assert other.json["error"] == "use_dpop_nonce"
+
+
+def test_dpop_nonce_and_a_checker_with_nonces_are_one_setting_too_many() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        ResourceProtector(dpop_proofs=ProofChecker(nonces=NonceIssuer(SECRET)), dpop_nonce=True)
+    with pytest.raises(ValueError, match="16 bytes"):
+        ResourceProtector(dpop_nonce=b"short")

@@ -91,7 +91,7 @@ class ResourceProtector(Front):
     The parameters are the guard's (:class:`~bearerguard.core.front.Front`),
     each in README.md's configuration table: ``realm``, ``cache``,
     ``revocations``, ``allow_form_token``, ``allow_query_token``,
-    ``max_token_length``, ``clock``, ``dpop``/``dpop_proofs``/``dpop_public_url``
+    ``max_token_length``, ``clock``, ``dpop``/``dpop_proofs``/``dpop_public_url``/``dpop_nonce``
     (RFC 9449), ``resource`` (RFC 9728), ``client_certificate``/``trusted_proxies``.
     """
 

@@ -71,6 +71,7 @@ class Guard(Refusing, Revoking):
         dpop: str = "allowed",
         dpop_proofs: ProofChecker | None = None,
         dpop_public_url: str | None = None,
+        dpop_nonce: bool | bytes = False,
         resource: str | ResourceMetadata | None = None,
         client_certificate: CertificateReader | None = None,
         trusted_proxies: TrustedProxies | Iterable[str] | None = None,
@@ -99,7 +100,7 @@ class Guard(Refusing, Revoking):
         #: Called with each authorization's duration in seconds (metrics); None: not timed.
         self.observe_latency: Callable[[float], None] | None = None
         #: The DPoP scheme's settings and checks (RFC 9449).
-        self.sender = DPoPScheme(dpop, dpop_proofs, dpop_public_url)
+        self.sender = DPoPScheme(dpop, dpop_proofs, dpop_public_url, dpop_nonce)
         self.dpop = self.sender.mode
         #: The proxies whose headers are believed (certificates, DPoP's htu).
         self.trusted_proxies = proxies_of(trusted_proxies)

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 from ..errors import BearerGuardError, TokenExpiredError, UnsupportedTokenTypeError
 from .binding import X5T_S256, check_binding
 from .credentials import Credentials, digest, parse_authorization
-from .dpop import ProofChecker, normalized_uri
+from .dpop import NonceIssuer, ProofChecker, normalized_uri
 from .hooks import call_hook
 from .tokeninfo import TokenInfo
 
@@ -58,6 +58,10 @@ class DPoPScheme:
         Bearer), ``"required"`` (DPoP only) or ``"disabled"`` (the scheme is
         unsupported; bound tokens stay refused as Bearer tokens).
     :param proofs: the proof checks (algorithms, ``iat`` window, replay store).
+    :param nonce: server nonces (RFC 9449 §8): True, with a random secret
+        (one process); bytes, the secret every worker shares, so each accepts
+        the others' nonces with no shared state. Shorthand for
+        ``ProofChecker(nonces=NonceIssuer(secret))``.
     :param public_url: the scheme and authority (and path prefix) clients
         use, behind a proxy: ``htu`` is compared with it plus the path the
         server saw. None: the URL the WSGI/ASGI server saw, with the scheme
@@ -70,9 +74,14 @@ class DPoPScheme:
         mode: str = "allowed",
         proofs: ProofChecker | None = None,
         public_url: str | None = None,
+        nonce: bool | bytes = False,
     ) -> None:
         self.mode = check_mode(mode)
         self.proofs = proofs if proofs is not None else ProofChecker()
+        if nonce is not False:
+            if self.proofs.nonces is not None:
+                raise ValueError("give nonces either in dpop_proofs or as dpop_nonce, not both")
+            self.proofs.nonces = NonceIssuer(None if nonce is True else nonce)
         if public_url is not None:
             normalized_uri(public_url)  # ValueError now, not at the first request
         self.public_url = public_url.rstrip("/") if public_url is not None else None
