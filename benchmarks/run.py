@@ -19,6 +19,7 @@ from . import (
     asgi,
     cases_introspection,
     cases_jwt,
+    cases_limits,
     cases_opaque,
     chart,
     growth,
@@ -71,7 +72,7 @@ _FLOOR_APP = make_app("floor")
 
 def build_main(ctx: Context) -> Group:
     group = Group("main", "in-process, per request through the Flask WSGI app", floor_case())
-    for module in (cases_jwt, cases_opaque, cases_introspection):
+    for module in (cases_limits, cases_jwt, cases_opaque, cases_introspection):
         started = time.perf_counter()
         module.build(ctx, group)
         progress(
