@@ -222,6 +222,7 @@ def table(doc: dict[str, Any]) -> str:
             out.append(_line(CASE_COLUMNS, [*cells, _yes(flat["met"])]))
         out += [f"  {note}" for note in group["notes"]]
     out += memory_table(doc.get("memory", [])) + load_table(doc.get("load"))
+    out += load_table(doc.get("load_uvicorn"))
     return "\n".join(out)
 
 
@@ -245,9 +246,11 @@ def load_table(load: dict[str, Any] | None) -> list[str]:
     if not load:
         return []
     if "skipped" in load:
-        return ["", f"== gunicorn load: skipped ({load['kind']}): {load['skipped']}"]
+        return ["", f"== load: skipped ({load['kind']}): {load['skipped']}"]
+    server = load.get("server", "gunicorn")
+    threads = f" x {load['threads']} threads" if server == "gunicorn" else ""
     title = (
-        f"== gunicorn load ({load['workers']} workers x {load['threads']} threads, "
+        f"== {server} load ({load['workers']} workers{threads}, "
         f"{load['connections']} keep-alive connections, client {load['client']}, "
         f"{load['rounds']} rounds; x: median of per-round ratios to the floor)"
     )
