@@ -268,7 +268,7 @@ def test_the_cache_agrees_with_a_model(ops: list[tuple[str, int, float]]) -> Non
                 assert clock() < expected[1]
         assert len(cache._index) <= 5 and len(cache._deadlines) <= 2 * 5 + 64
         # Every entry has its deadline in the heap, or it would never be purged.
-        assert {id(e) for e in cache._index.values()} <= {id(d[3]) for d in cache._deadlines}
+        assert set(cache._index) <= {key for _, key in cache._deadlines}
 
 
 # -- single-flight ----------------------------------------------------------------
@@ -450,7 +450,7 @@ def test_counters_add_up_under_threads(clock: FakeClock) -> None:
     total = stats["hits"] + stats["misses"] + stats["negative_hits"] + stats["single_flight_waits"]
     assert total == lookups_per_thread * threads_n
     assert stats["size"] == len(cache._index) <= 50
-    assert {id(e) for e in cache._index.values()} <= {id(d[3]) for d in cache._deadlines}
+    assert set(cache._index) <= {key for _, key in cache._deadlines}
     assert not cache._flights
 
 

@@ -162,10 +162,9 @@ class TokenCache:
         self.hits, self.misses = AtomicCounter(), AtomicCounter()
         self.negative_hits, self.evictions, self.waits = (AtomicCounter() for _ in range(3))
         self.maxsize = maxsize
-        #: ``(deadline, serial, key, entry)``: a min-heap of when entries lapse,
-        #: stale items (an entry no longer in the index) skipped when popped.
-        self._deadlines: list[tuple[float, int, bytes, CacheEntry]] = []
-        self._serial = itertools.count()
+        #: ``(deadline, key)``: a min-heap of when entries lapse; an item whose
+        #: key now has a later entry (or none) is skipped when popped.
+        self._deadlines: list[tuple[float, bytes]] = []
         self._negative: TTLCache[bytes, tuple[type[BearerGuardError], str]] = TTLCache(
             negative_maxsize, max(negative_ttl, 1e-9), timer=clock
         )
@@ -305,8 +304,9 @@ class TokenCache:
             return
         index, heap = self._index, self._deadlines
         while heap and heap[0][0] <= now:
-            _, _, old_key, old = heapq.heappop(heap)
-            if index.get(old_key) is old:
+            old_key = heapq.heappop(heap)[1]
+            old = index.get(old_key)
+            if old is not None and old.deadline <= now:
                 del index[old_key]
         index.pop(key, None)  # a new entry is the youngest
         while len(index) >= self.maxsize:
@@ -314,9 +314,9 @@ class TokenCache:
             self.evictions.bump()
         entry = CacheEntry(info, deadline)
         index[key] = entry
-        heapq.heappush(heap, (deadline, next(self._serial), key, entry))
+        heapq.heappush(heap, (deadline, key))
         if len(heap) > 2 * len(index) + _HEAP_SLACK:
-            self._deadlines = [(e.deadline, next(self._serial), k, e) for k, e in index.items()]
+            self._deadlines = [(e.deadline, k) for k, e in index.items()]
             heapq.heapify(self._deadlines)
 
     def evict(self, key: bytes) -> bool:
