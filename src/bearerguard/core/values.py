@@ -63,6 +63,10 @@ def _reject_constant(name: str) -> NoReturn:
 #: Built once: ``json.loads(data, parse_constant=...)`` builds a decoder and its
 #: scanner on every call, a third of the cost of parsing a token's header.
 _STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+#: ``JSONDecoder.decode``'s own steps, called directly: its two Python frames
+#: (``decode``, ``raw_decode``) around the C scanner, twice per JWS on a miss.
+_SCAN = _STRICT_JSON.scan_once
+_WHITESPACE = json.decoder.WHITESPACE.match
 
 
 def strict_json(data: bytes | str) -> Any:
@@ -71,11 +75,24 @@ def strict_json(data: bytes | str) -> Any:
     ``Any`` because JSON is: the caller checks the shape it expects.
     RecursionError (deeply nested input) is raised as ValueError too.
     """
-    text = data.decode(json.detect_encoding(data)) if isinstance(data, bytes) else data
+    if isinstance(data, bytes):
+        # What json.detect_encoding answers for a JSON object's first bytes
+        # ("{" then no NUL: UTF-8), without its call; anything else asks it.
+        head = data[:2]
+        plain = len(head) == 2 and head[0] == 0x7B and head[1] != 0
+        text = data.decode("utf-8" if plain else json.detect_encoding(data))
+    else:
+        text = data
     try:
-        return _STRICT_JSON.decode(text)
+        start = _WHITESPACE(text, 0).end()
+        value, end = _SCAN(text, start)
+    except StopIteration:
+        raise ValueError("not JSON") from None
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    if end != len(text) and _WHITESPACE(text, end).end() != len(text):
+        raise ValueError("not JSON: extra data")
+    return value
 
 
 def json_object(data: bytes | str) -> dict[str, Any] | None:
