@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 __all__ = ["json_object", "number_or_none", "strict_json", "text_or_none", "values_of"]
@@ -65,8 +66,8 @@ def _reject_constant(name: str) -> NoReturn:
 _STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 #: ``JSONDecoder.decode``'s own steps, called directly: its two Python frames
 #: (``decode``, ``raw_decode``) around the C scanner, twice per JWS on a miss.
-_SCAN = _STRICT_JSON.scan_once
-_WHITESPACE = json.decoder.WHITESPACE.match
+_SCAN: Callable[[str, int], tuple[Any, int]] = _STRICT_JSON.scan_once  # type: ignore[attr-defined]
+_WHITESPACE: Callable[[str, int], re.Match[str]] = json.decoder.WHITESPACE.match  # type: ignore[attr-defined]
 
 
 def strict_json(data: bytes | str) -> Any:
