@@ -234,15 +234,15 @@ def query_alone(db: TokenDB) -> Decorator:
     same scoped session, for the token of each request: what a database miss
     cannot avoid."""
     from flask import request
-    from sqlalchemy import select
 
-    session, column = db.db.session, db.Token.access_token
+    from bearerguard.sqla import token_query
+
+    session, query = db.db.session, token_query(db.Token, "access_token")
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             token = request.environ["HTTP_AUTHORIZATION"][7:]
-            query = select(db.Token).where(column == token).limit(1)
-            if session.execute(query).scalars().first() is None:
+            if session.execute(query, {"bearerguard_token": token}).scalars().first() is None:
                 raise RuntimeError("token not found")
             return view(*args, **kwargs)
 
