@@ -159,10 +159,7 @@ class ResourceProtector(Front):
     ) -> Any:
         """Decorate a Starlette endpoint ``(request) -> Response``, as Flask's
         ``@require_oauth(...)`` does a view; the token is ``request.state.token``.
-
-        A refusal is answered without calling the endpoint. A sync endpoint
-        runs in a worker thread, as Starlette runs it.
-        """
+        A refusal is answered without calling it; a sync one runs in a thread."""
         if callable(scope) and not isinstance(scope, str | list | tuple):
             return self.route()(scope)  # bare @require_oauth.route
         compiled = compile_requirement(one_scope(scope, scopes), operator, claims)
@@ -176,8 +173,11 @@ class ResourceProtector(Front):
 
             @functools.wraps(endpoint)
             async def wrapper(request: Request) -> Response:
-                refusal = await self._refusal(request, requirement, optional, mode)
-                return refusal if refusal is not None else await run(request)
+                try:  # _refusal, written out: one coroutine less on every hit
+                    await self.authorize(request, requirement, optional, mode)
+                except BearerGuardError as error:
+                    return self.response(error)
+                return await run(request)
 
             return wrapper
 
