@@ -90,7 +90,7 @@ class ResourceProtector(Front):
             if observe is not None:
                 observe(time.perf_counter() - start)
         token = None if info is None else info.token
-        request.state.token = token
+        request.scope.setdefault("state", {})["token"] = token  # request.state's dict
         return token
 
     async def _credentials(self, request: Request, header: str | None) -> Credentials:
@@ -157,9 +157,9 @@ class ResourceProtector(Front):
         dpop: DPoPMode | None = None,
         **claims: Any,
     ) -> Any:
-        """Decorate a Starlette endpoint ``(request) -> Response``, as Flask's
-        ``@require_oauth(...)`` does a view; the token is ``request.state.token``.
-        A refusal is answered without calling it; a sync one runs in a thread."""
+        """Decorate a Starlette endpoint ``(request) -> Response`` as Flask's
+        ``@require_oauth(...)`` does a view (the token: ``request.state.token``;
+        a refusal is answered without calling it; a sync one runs in a thread)."""
         if callable(scope) and not isinstance(scope, str | list | tuple):
             return self.route()(scope)  # bare @require_oauth.route
         compiled = compile_requirement(one_scope(scope, scopes), operator, claims)
