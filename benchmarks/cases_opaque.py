@@ -234,15 +234,26 @@ def query_alone(db: TokenDB) -> Decorator:
     same scoped session, for the token of each request: what a database miss
     cannot avoid."""
     from flask import request
+    from sqlalchemy import select
 
-    from bearerguard.sqla import token_query
+    session = db.db.session
+    try:
+        from bearerguard.sqla import token_query
+    except ImportError:  # before issue 15 (a before/after run): built per request
+        column = db.Token.access_token
 
-    session, query = db.db.session, token_query(db.Token, "access_token")
+        def lookup(token: str) -> Any:
+            query = select(db.Token).where(column == token).limit(1)
+            return session.execute(query).scalars().first()
+    else:
+        query = token_query(db.Token, "access_token")
+
+        def lookup(token: str) -> Any:
+            return session.execute(query, {"bearerguard_token": token}).scalars().first()
 
     def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            token = request.environ["HTTP_AUTHORIZATION"][7:]
-            if session.execute(query, {"bearerguard_token": token}).scalars().first() is None:
+            if lookup(request.environ["HTTP_AUTHORIZATION"][7:]) is None:
                 raise RuntimeError("token not found")
             return view(*args, **kwargs)
 
