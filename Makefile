@@ -62,6 +62,8 @@ fuzz: $(VENV)/.test-installed
 
 ## bench: the benchmark suite; table on stdout, JSON + PNG in benchmarks/results/
 bench: $(VENV)/.bench-installed
+	@command -v wrk >/dev/null || { command -v apt-get >/dev/null && apt-get install -y -qq wrk >/dev/null 2>&1; } \
+		|| echo "wrk not installed (needs apt-get as root): the load runs use the bundled Python client"
 	$(BIN)/python -m benchmarks $(ARGS)
 
 clean:

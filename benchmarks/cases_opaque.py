@@ -205,6 +205,15 @@ def build_db_cases(ctx: Context, group: Group, db: TokenDB) -> None:
         )
     )
 
+    group.cases.append(
+        Case(
+            f"{tag}.query-alone",
+            db.app("query-alone", query_alone(db)),
+            Feed(mint=db.take),
+            batch=ctx.profile.fixed(60),
+        )
+    )
+
     def documented(token_string: str) -> Any:  # Authlib's documented validator body
         return Token.query.filter_by(access_token=token_string).first()
 
@@ -218,6 +227,39 @@ def build_db_cases(ctx: Context, group: Group, db: TokenDB) -> None:
             floor=SQLA_FLOOR,
         )
     )
+
+
+def query_alone(db: TokenDB) -> Decorator:
+    """The query ``create_bearer_token_validator`` issues, alone, through the
+    same scoped session, for the token of each request: what a database miss
+    cannot avoid."""
+    from flask import request
+    from sqlalchemy import select
+
+    session = db.db.session
+    try:
+        from bearerguard.sqla import token_query
+    except ImportError:  # before issue 15 (a before/after run): built per request
+        column = db.Token.access_token
+
+        def lookup(token: str) -> Any:
+            query = select(db.Token).where(column == token).limit(1)
+            return session.execute(query).scalars().first()
+    else:
+        query = token_query(db.Token, "access_token")
+
+        def lookup(token: str) -> Any:
+            return session.execute(query, {"bearerguard_token": token}).scalars().first()
+
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if lookup(request.environ["HTTP_AUTHORIZATION"][7:]) is None:
+                raise RuntimeError("token not found")
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 def build_references(ctx: Context, group: Group, db: TokenDB) -> None:

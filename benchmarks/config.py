@@ -12,7 +12,10 @@ from typing import Any
 from .tokens import Minter, Pool, SigningKey, new_key
 
 PG_URL = os.environ.get("BEARERGUARD_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("BEARERGUARD_BENCH_REDIS", "redis://127.0.0.1:6379/14")
+# The tests' database when they run the smoke profile (each session its own db).
+REDIS_URL = os.environ.get("BEARERGUARD_BENCH_REDIS") or os.environ.get(
+    "BEARERGUARD_TEST_REDIS", "redis://127.0.0.1:6379/14"
+)
 
 
 @dataclass(frozen=True)

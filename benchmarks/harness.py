@@ -41,9 +41,13 @@ class Skip(Exception):
         self.kind = kind
 
 
-def environ_for(token: str | None, path: str = PATH) -> Environ:
-    """A GET environ, built once by Werkzeug; copied on every request."""
-    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+def environ_for(
+    token: str | None, path: str = PATH, scheme: str = "Bearer", **extra: str
+) -> Environ:
+    """A GET environ, built once by Werkzeug; copied on every request.
+    ``extra``: more headers (a ``DPoP`` proof)."""
+    headers = {} if token is None else {"Authorization": f"{scheme} {token}"}
+    headers.update(extra)
     builder = EnvironBuilder(path=path, headers=headers)
     try:
         return builder.get_environ()
@@ -61,12 +65,14 @@ class Feed:
         *,
         mint: Callable[[int], list[str]] | None = None,
         path: str = PATH,
+        build: Callable[[int], list[Environ]] | None = None,
     ) -> None:
-        if (tokens is None) == (mint is None):
-            raise ValueError("give tokens to cycle, or mint for fresh ones")
+        if [tokens, mint, build].count(None) != 2:
+            raise ValueError("give tokens to cycle, mint for fresh ones, or build fresh environs")
         self.path = path
-        self.fresh = mint is not None
+        self.fresh = tokens is None
         self._mint = mint
+        self._build = build
         self._cycle = [environ_for(t, path) for t in tokens] if tokens is not None else []
         self._pool: list[Environ] = []
         self._next = 0
@@ -75,6 +81,8 @@ class Feed:
         """Mint ``count`` fresh tokens now, outside any timed region."""
         if self._mint is not None:
             self._pool.extend(environ_for(t, self.path) for t in self._mint(count))
+        elif self._build is not None:
+            self._pool.extend(self._build(count))
 
     def take(self, count: int) -> list[Environ]:
         if not self.fresh:

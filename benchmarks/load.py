@@ -32,6 +32,11 @@ from .config import Context
 from .harness import Skip
 
 WORKERS, THREADS = 2, 4
+UVICORN_APP = "benchmarks.asgi_load_app:app"
+#: One uvicorn process: with --workers 2 (uvicorn 0.54, h11) every request on
+#: this machine took ~44 ms, floor and protected alike (a delayed-ACK stall),
+#: which measures nothing; one worker answers in ~2 ms at 16 connections.
+UVICORN_WORKERS = 1
 #: On the app's path: the demo lives there, outside the package.
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 UNKNOWN_SHARE = 0.10
@@ -68,7 +73,8 @@ class Phase:
 def phases(warm_tokens: int) -> list[Phase]:
     known = 1 - UNKNOWN_SHARE
     return [
-        Phase("floor", "/hello", 0, 0.0, {"200": 1.0}),
+        # The floor sends the same Authorization headers, to a view that ignores them.
+        Phase("floor", "/hello", warm_tokens, 0.0, {"200": 1.0}),
         Phase("protected", "/hello/protected", warm_tokens, 0.0, {"200": 1.0}),
         Phase(
             "protected+10%unknown",
@@ -104,7 +110,9 @@ def _wait_ready(proc: subprocess.Popen[bytes], port: int, log: Path, timeout: fl
     raise RuntimeError(f"gunicorn not ready after {timeout}s: {log.read_text()[-2000:]}")
 
 
-def start_server(ctx: Context, app_spec: str, port: int) -> tuple[subprocess.Popen[bytes], Path]:
+def start_server(
+    ctx: Context, app_spec: str, port: int, server: str = "gunicorn"
+) -> tuple[subprocess.Popen[bytes], Path]:
     env = dict(os.environ)
     env.update(
         BEARERGUARD_DEMO_DB=f"sqlite:///{ctx.tmp}/load.db",
@@ -112,7 +120,19 @@ def start_server(ctx: Context, app_spec: str, port: int) -> tuple[subprocess.Pop
     )
     env.pop("BEARERGUARD_REDIS_URL", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(EXAMPLES), env.get("PYTHONPATH")]))
-    log = Path(ctx.tmp) / "gunicorn.log"
+    log = Path(ctx.tmp) / f"{server}.log"
+    if server == "uvicorn":
+        env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLES.parent), env["PYTHONPATH"]])
+        command = [
+            sys.executable, "-m", "uvicorn", "--workers", str(UVICORN_WORKERS),
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            "--no-access-log", "--timeout-keep-alive", "30", UVICORN_APP,
+        ]  # fmt: skip
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return proc, log
     # Create and seed the database once, before the workers start: two workers
     # creating the tables of a fresh SQLite file at once can race, and the
     # loser's failed CREATE TABLE stops the whole server.
@@ -162,7 +182,9 @@ def pick_client(choice: str) -> str:
     return choice
 
 
-def run(ctx: Context, app_spec: str, client: str, log: Any) -> dict[str, Any]:
+def run(
+    ctx: Context, app_spec: str, client: str, log: Any, server: str = "gunicorn"
+) -> dict[str, Any]:
     """Start the server, run the phases round by round, stop it; results as a dict.
 
     Each round runs every phase once (floor, protected, protected with unknown
@@ -170,14 +192,14 @@ def run(ctx: Context, app_spec: str, client: str, log: Any) -> dict[str, Any]:
     the floor are taken per round, then the median.
     """
     module = app_spec.split(":", 1)[0]
-    if not _importable(module):
+    if server == "gunicorn" and not _importable(module):
         raise Skip(f"{module} has not landed (the load run needs its create_app())", "stub")
-    if importlib.util.find_spec("gunicorn") is None:
-        raise Skip("gunicorn is not installed", "package")
+    if importlib.util.find_spec(server) is None:
+        raise Skip(f"{server} is not installed", "package")
     client = pick_client(client)
     profile = ctx.profile
     port = free_port()
-    proc, server_log = start_server(ctx, app_spec, port)
+    proc, server_log = start_server(ctx, app_spec, port, server)
     plan = phases(profile.load_warm_tokens)
     try:
         _wait_ready(proc, port, server_log)
@@ -187,7 +209,8 @@ def run(ctx: Context, app_spec: str, client: str, log: Any) -> dict[str, Any]:
         def go(path: str, tokens: int, unknown: float, cap: int) -> dict[str, Any]:
             return drive(port, path, tokens, unknown, seconds, cap, connections, tmp)
 
-        log(f"  load: gunicorn {WORKERS} workers x {THREADS} threads on :{port}, client {client}")
+        shape = f"{WORKERS} workers x {THREADS} threads" if server == "gunicorn" else "1 worker"
+        log(f"  load: {server} {shape} on :{port}, client {client}")
         # Warm-up, not recorded: each token sent ~12 times over random keep-alive
         # connections reaches both workers' caches (all but ~0.05 %). The bundled
         # client stops at the count (wrk would sit out its whole duration).
@@ -212,8 +235,9 @@ def run(ctx: Context, app_spec: str, client: str, log: Any) -> dict[str, Any]:
         phase.result["error"] = phase.check()
     return {
         "client": client,
-        "app": app_spec,
-        "workers": WORKERS,
+        "server": server,
+        "app": app_spec if server == "gunicorn" else UVICORN_APP,
+        "workers": WORKERS if server == "gunicorn" else UVICORN_WORKERS,
         "threads": THREADS,
         "connections": profile.load_connections,
         "rounds": profile.load_rounds,

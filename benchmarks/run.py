@@ -19,6 +19,7 @@ from . import (
     asgi,
     cases_introspection,
     cases_jwt,
+    cases_limits,
     cases_opaque,
     chart,
     growth,
@@ -71,7 +72,7 @@ _FLOOR_APP = make_app("floor")
 
 def build_main(ctx: Context) -> Group:
     group = Group("main", "in-process, per request through the Flask WSGI app", floor_case())
-    for module in (cases_jwt, cases_opaque, cases_introspection):
+    for module in (cases_limits, cases_jwt, cases_opaque, cases_introspection):
         started = time.perf_counter()
         module.build(ctx, group)
         progress(
@@ -178,6 +179,13 @@ def main(argv: list[str] | None = None) -> int:
             except Skip as skip:
                 progress(f"load run skipped: {skip.reason}")
                 extra["load"] = {"skipped": skip.reason, "kind": skip.kind}
+            try:
+                extra["load_uvicorn"] = load.run(
+                    ctx, args.load_app, args.load_client, progress, server="uvicorn"
+                )
+            except Skip as skip:
+                progress(f"uvicorn load run skipped: {skip.reason}")
+                extra["load_uvicorn"] = {"skipped": skip.reason, "kind": skip.kind}
     finally:
         ctx.close()
     meta["loadavg_end"] = list(os.getloadavg())
@@ -204,7 +212,12 @@ def write(doc: dict[str, Any], args: argparse.Namespace, stamp: str) -> int:
             progress("no chart: matplotlib is not installed (the bench extra)")
     print(f"\nwrote {', '.join(written)} in {doc['meta']['seconds']}s")
     failed = [c["name"] for g in doc["groups"] for c in g["cases"] if c["error"]]
-    load_error = [n for n, p in (doc.get("load") or {}).get("phases", {}).items() if p.get("error")]
+    load_error = [
+        f"{key}.{n}"
+        for key in ("load", "load_uvicorn")
+        for n, p in (doc.get(key) or {}).get("phases", {}).items()
+        if p.get("error")
+    ]
     if failed or load_error:
         print(f"FAILED cases: {', '.join(failed + load_error)}", file=sys.stderr)
         return 1

@@ -32,7 +32,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         sys.executable, "-m", "benchmarks", "--profile", "smoke", "--out", str(out),
         "--load-client", "python",
     ]  # fmt: skip
-    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=200)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     (result,) = out.glob("*.json")
     doc: dict[str, Any] = json.loads(result.read_text())
@@ -41,10 +41,15 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return doc
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(230)
 def test_every_case_answered_its_expected_status(run: dict[str, Any]) -> None:
     names = {case["name"] for group in run["groups"] for case in group["cases"]}
     assert {"floor", "floor.sqla", "opaque.sqlite.bg.hit", "opaque.sqlite.authlib"} <= names
+    # Issue 15's references and kinds: the raw verifies, the query alone, every hit.
+    assert {
+        "raw.null", "raw.rs256.verify", "raw.es256.verify", "floor.verify-rs256",
+        "opaque.sqlite.query-alone", "opaque.dict.bg.hit", "dpop.es256.bg.hit",
+    } <= names  # fmt: skip
     for group in run["groups"]:
         assert group["rounds"] >= run["meta"]["rounds"], group["name"]
         for case in group["cases"]:
@@ -79,14 +84,29 @@ def test_growth_curves_and_memory_ran(run: dict[str, Any]) -> None:
         assert row["entries"] == run["profile"]["memory_entries"]
 
 
-def test_load_run_answered_as_expected(run: dict[str, Any]) -> None:
-    load = run["load"]
+@pytest.mark.parametrize("key", ["load", "load_uvicorn"])
+def test_load_run_answered_as_expected(run: dict[str, Any], key: str) -> None:
+    load = run[key]
     assert "skipped" not in load, load
     assert set(load["phases"]) == {"floor", "protected", "protected+10%unknown"}
     for name, phase in load["phases"].items():
         assert phase["error"] is None, (name, phase)
         assert phase["requests"] > 0, name
     assert set(load["phases"]["protected"]["statuses"]) == {"200"}
+
+
+def test_every_target_of_issue_15_is_in_the_table(run: dict[str, Any]) -> None:
+    rows = {row["target"]: row for row in run["targets"]}
+    assert len(rows) >= 30
+    for row in rows.values():
+        # Measured in this run, whether met or missed (no timing judged here);
+        # a PostgreSQL or Redis case only when its service is reachable.
+        if row["value"] is None:
+            assert not REQUIRE_SERVICES and ("pg" in row["target"] or "redis" in row["target"])
+            continue
+        if row["goal"] != "-":
+            assert row["met"] in (True, False), row
+            assert row["target"] in run["_stdout"]
 
 
 def test_report_written(run: dict[str, Any]) -> None:

@@ -121,7 +121,7 @@ def test_newer_news_of_expiry_drops_the_older_entry(clock: FakeClock) -> None:
     cache.put(KEY, info(clock() + 30))
     cache.put(KEY, info(clock()))  # revalidated: it has expired after all
     assert cache.get(KEY) is None
-    assert len(cache._store) == len(cache._index) == 0
+    assert len(cache._index) == 0
 
 
 def test_repr_never_lists_entries(clock: FakeClock) -> None:
@@ -202,7 +202,8 @@ def test_memory_stays_bounded_under_a_stream_of_distinct_tokens(clock: FakeClock
         with pytest.raises(UnknownTokenError):
             cache.load(digest(f"junk-{n}"), Loader(UnknownTokenError()))
         assert len(cache) <= 100
-    assert len(cache._store) == len(cache._index) == 100
+    assert len(cache._index) == 100
+    assert len(cache._deadlines) <= 2 * 100 + 64  # stale deadlines are bounded too
     assert len(cache._negative) <= 50
     assert not cache._flights
     assert cache.stats()["evictions"] == 2900
@@ -265,8 +266,9 @@ def test_the_cache_agrees_with_a_model(ops: list[tuple[str, int, float]]) -> Non
                 # Never stale, and never anything but the last value put.
                 assert expected is not None and entry.info is expected[0]
                 assert clock() < expected[1]
-        assert len(cache._index) <= 5 and len(cache._store) <= 5
-        assert set(cache._store.keys()) <= set(cache._index)
+        assert len(cache._index) <= 5 and len(cache._deadlines) <= 2 * 5 + 64
+        # Every entry has its deadline in the heap, or it would never be purged.
+        assert set(cache._index) <= {key for _, key in cache._deadlines}
 
 
 # -- single-flight ----------------------------------------------------------------
@@ -448,7 +450,7 @@ def test_counters_add_up_under_threads(clock: FakeClock) -> None:
     total = stats["hits"] + stats["misses"] + stats["negative_hits"] + stats["single_flight_waits"]
     assert total == lookups_per_thread * threads_n
     assert stats["size"] == len(cache._index) <= 50
-    assert set(cache._store.keys()) <= set(cache._index)
+    assert set(cache._index) <= {key for _, key in cache._deadlines}
     assert not cache._flights
 
 

@@ -193,7 +193,7 @@ def test_cache_keys_are_hashes_and_repr_lists_no_token() -> None:
     assert cache is not None and len(cache) == 1
     assert all(isinstance(k, bytes) and len(k) == 32 for k in cache.digests())
     assert GOOD not in repr(cache)
-    assert GOOD not in repr(cache._store)
+    assert GOOD not in repr(cache._deadlines)
 
 
 def test_errorhandler_can_customize_refusals() -> None:

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -33,6 +33,7 @@ from .validators.bearer import BearerTokenValidator
 __all__ = ["create_bearer_token_validator"]
 
 _PENDING = "bearerguard_evict"
+_TOKEN_PARAMETER = "bearerguard_token"
 #: Columns never copied into the cache (Authlib's OAuth2TokenMixin names).
 _TOKEN_COLUMNS = ("access_token", "refresh_token")
 
@@ -49,15 +50,28 @@ def create_bearer_token_validator(session: Any, token_model: type) -> type[Beare
     evicts it from the protector's cache, so the next request is refused.
     """
 
+    # One statement per token column, the token a bound parameter: building
+    # the select (coercions, a new cache key) cost more than the SQLite query.
+    queries: dict[str, Any] = {}
+
     class SQLAlchemyBearerTokenValidator(BearerTokenValidator):
         def authenticate_token(self, token_string: str) -> Any:
-            column = getattr(token_model, self.token_attribute)
-            query: Any = select(token_model).where(column == token_string).limit(1)
-            return session.execute(query).scalars().first()
+            query = queries.get(self.token_attribute)
+            if query is None:
+                query = queries[self.token_attribute] = token_query(
+                    token_model, self.token_attribute
+                )
+            return session.execute(query, {_TOKEN_PARAMETER: token_string}).scalars().first()
 
     SQLAlchemyBearerTokenValidator.session = session
     SQLAlchemyBearerTokenValidator.__qualname__ = f"BearerTokenValidator[{token_model.__name__}]"
     return SQLAlchemyBearerTokenValidator
+
+
+def token_query(token_model: type, attribute: str) -> Any:
+    """``SELECT`` the row whose ``attribute`` is the ``bearerguard_token`` parameter."""
+    column = getattr(token_model, attribute)
+    return select(token_model).where(column == bindparam(_TOKEN_PARAMETER)).limit(1)
 
 
 class _Reattach:
@@ -99,8 +113,8 @@ def prepare_cached_row(validator: BearerTokenValidator, info: TokenInfo, guard: 
     """
     row = info.token
     claims = _authorization_claims(row)
-    if claims is not None:
-        info = dataclasses.replace(info, claims=claims)
+    # One replace() at the end: each is a TokenInfo built again, on every miss.
+    changes: dict[str, Any] = {} if claims is None else {"claims": claims}
     session = validator.session
     if session is None:
         extension = getattr(type(row), "__fsa__", None)  # a Flask-SQLAlchemy model
@@ -108,14 +122,16 @@ def prepare_cached_row(validator: BearerTokenValidator, info: TokenInfo, guard: 
     if guard is not None:
         _watch(type(row), guard, validator.token_attribute)
     if session is None:
-        return info
+        return dataclasses.replace(info, **changes) if changes else info
     secrets = {validator.token_attribute, *_TOKEN_COLUMNS}
     copy = _detached_copy(row, secrets)
     check = info.expiry_check
     if check is not None and getattr(check, "__self__", None) is row:
         # A hit asks the cached copy, never the row of the request that cached it.
         check = getattr(copy, check.__name__)
-    return dataclasses.replace(info, token=copy, reattach=_Reattach(session), expiry_check=check)
+    return dataclasses.replace(
+        info, token=copy, reattach=_Reattach(session), expiry_check=check, **changes
+    )
 
 
 def _authorization_claims(row: Any) -> Mapping[str, frozenset[str]] | None:
@@ -155,6 +171,9 @@ _watched: dict[type, tuple[str, weakref.WeakSet[Guard]]] = {}
 
 
 def _watch(model: type, guard: Guard, attribute: str) -> None:
+    watched = _watched.get(model)  # read without the lock: a miss of a watched model
+    if watched is not None and guard in watched[1]:
+        return
     with _watch_lock:
         if model not in _watched:
             _watched[model] = (attribute, weakref.WeakSet())

@@ -10,7 +10,6 @@ else, whatever the bytes.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -42,7 +41,8 @@ class Credentials:
     #: The ``Authorization`` header value, None when absent.
     authorization: str | None
     method: str = "GET"
-    #: The URL the server saw: ``scheme://host[:port]/path?query``.
+    #: The URL the server saw: ``scheme://host[:port]/path?query``; only DPoP's
+    #: ``htu`` reads it, so the fronts leave it empty for other requests.
     url: str = ""
     #: The query's values by name; filled only when the guard accepts query tokens.
     query: Mapping[str, Sequence[str]] | None = None
@@ -74,7 +74,15 @@ class Credentials:
 
 
 # RFC 6750 §2.1: b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_B64TOKEN_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+
+
+def _is_b64token(token: str) -> bool:
+    """``token`` is a b64token: deleting its alphabet (a C loop, twice as fast as
+    the regex on a JWT) leaves nothing before the ``=`` padding; outside ASCII
+    is ``?``, refused."""
+    body = token.rstrip("=")
+    return bool(body) and not body.encode("ascii", "replace").translate(None, _B64TOKEN_CHARS)
 
 
 def parse_authorization(value: str, max_length: int) -> str:
@@ -100,7 +108,7 @@ def parse_authorization(value: str, max_length: int) -> str:
         raise InvalidRequestError("missing token in Authorization header")
     if len(token) > max_length:
         raise InvalidRequestError("access token too large")
-    if _B64TOKEN.fullmatch(token) is None:
+    if not _is_b64token(token):
         raise InvalidRequestError("malformed Authorization header")
     return token
 
@@ -109,7 +117,7 @@ def check_token(token: str, max_length: int) -> str:
     """Check a token taken from a form body or query string (RFC 6750 §2.2, §2.3)."""
     if len(token) > max_length:
         raise InvalidRequestError("access token too large")
-    if _B64TOKEN.fullmatch(token) is None:
+    if not _is_b64token(token):
         raise InvalidRequestError("malformed access_token parameter")
     return token
 

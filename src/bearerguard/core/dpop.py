@@ -12,6 +12,7 @@ request; only parsed keys are cached (by thumbprint, bounded). Replay of a
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -201,6 +202,7 @@ def _remove_dots(path: str) -> str:
     return "/" + "/".join(out) + tail
 
 
+@functools.lru_cache(maxsize=1024)  # a request's URI, and its proofs' htu, repeat
 def normalized_uri(uri: str) -> str:
     """``uri`` without query and fragment, RFC 3986 §6.2.2 normalised: scheme
     and host lower-case, default port dropped, percent-encodings upper-case
@@ -257,6 +259,7 @@ class ProofChecker:
         #: Server nonces demanded in every proof; None: none demanded.
         self.nonces = nonces
         self._keys: OrderedDict[str, Any] = OrderedDict()
+        self._headers: OrderedDict[bytes, tuple[dict[str, Any], str, Any]] = OrderedDict()
         self._keys_lock = threading.Lock()
 
     def check(self, proofs: Sequence[str], method: str, uri: str, token: str, now: float) -> str:
@@ -265,19 +268,19 @@ class ProofChecker:
 
     def verify(self, proofs: Sequence[str], method: str, uri: str, token: str, now: float) -> Proof:
         """:meth:`check`, and the nonce a success response should carry."""
-        header, claims, signing_input, signature = self._parse(proofs)
-        if header.get("typ") != "dpop+jwt":
-            _refuse("DPoP proof typ is not dpop+jwt")
-        alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in self.algorithms:
-            _refuse("DPoP proof algorithm not allowed")
-        jwk = header.get("jwk")
-        if not isinstance(jwk, dict):
-            _refuse("DPoP proof has no jwk")
-        if _PRIVATE.intersection(jwk):
-            _refuse("DPoP proof jwk holds a private key")
-        jkt = thumbprint(jwk)
-        key = self._key(jkt, jwk, alg)
+        header, claims, signing_input, signature, known = self._parse(proofs)
+        if known is None:
+            jkt, key = self._checked_header(header)
+            # A client signs every proof with one key, so every header segment
+            # it sends is the same bytes: their checks, thumbprint and parsed
+            # key are kept by that segment (what the signature covers).
+            with self._keys_lock:
+                self._headers[signing_input.partition(b".")[0]] = (header, jkt, key)
+                while len(self._headers) > self.max_keys:
+                    self._headers.popitem(last=False)
+        else:
+            jkt, key = known[1], known[2]
+        alg = header["alg"]
         if not _VERIFIERS[alg].verify(signing_input, key, signature):
             _refuse("DPoP proof signature invalid")
         self._check_claims(claims, method, uri, token, now)
@@ -292,16 +295,33 @@ class ProofChecker:
                 _refuse("DPoP proof replayed")
         return Proof(jkt, renewal)
 
-    def _parse(self, proofs: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
-        """Check 1-2: exactly one header, a well-formed JWS (JSON header and claims)."""
+    def _checked_header(self, header: Mapping[str, Any]) -> tuple[str, Any]:
+        """Checks 4-6 of a header not seen before: typ, alg, jwk; its thumbprint and key."""
+        if header.get("typ") != "dpop+jwt":
+            _refuse("DPoP proof typ is not dpop+jwt")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
+            _refuse("DPoP proof algorithm not allowed")
+        jwk = header.get("jwk")
+        if not isinstance(jwk, dict):
+            _refuse("DPoP proof has no jwk")
+        if _PRIVATE.intersection(jwk):
+            _refuse("DPoP proof jwk holds a private key")
+        jkt = thumbprint(jwk)
+        return jkt, self._key(jkt, jwk, alg)
+
+    def _parse(self, proofs: Sequence[str]) -> tuple[Any, dict[str, Any], bytes, bytes, Any]:
+        """Check 1-2: exactly one header, a well-formed JWS (JSON header and claims);
+        with the checked header, thumbprint and key when this header was seen."""
         if len(proofs) != 1:
             _refuse("missing DPoP proof" if not proofs else "more than one DPoP proof")
         proof = proofs[0]
         if len(proof) > _MAX_PROOF or _JWS.fullmatch(proof) is None:
             _refuse("malformed DPoP proof")
         head, body, sig = proof.split(".")
+        known = self._headers.get(head.encode("ascii"))
         try:
-            header = json_object(b64url_decode(head))
+            header = known[0] if known is not None else json_object(b64url_decode(head))
             claims = json_object(b64url_decode(body))
             signature = b64url_decode(sig)
         except ValueError:
@@ -311,7 +331,7 @@ class ProofChecker:
             _refuse("malformed DPoP proof")
         if "crit" in header or "b64" in header:
             _refuse("malformed DPoP proof")
-        return header, claims, f"{head}.{body}".encode("ascii"), signature
+        return header, claims, f"{head}.{body}".encode("ascii"), signature, known
 
     def _key(self, jkt: str, jwk: Mapping[str, Any], alg: str) -> Any:
         """The public key object of ``jwk`` for ``alg``, parsed once per thumbprint."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 __all__ = ["json_object", "number_or_none", "strict_json", "text_or_none", "values_of"]
@@ -63,6 +64,10 @@ def _reject_constant(name: str) -> NoReturn:
 #: Built once: ``json.loads(data, parse_constant=...)`` builds a decoder and its
 #: scanner on every call, a third of the cost of parsing a token's header.
 _STRICT_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+#: ``JSONDecoder.decode``'s own steps, called directly: its two Python frames
+#: (``decode``, ``raw_decode``) around the C scanner, twice per JWS on a miss.
+_SCAN: Callable[[str, int], tuple[Any, int]] = _STRICT_JSON.scan_once  # type: ignore[attr-defined]
+_WHITESPACE: Callable[[str, int], re.Match[str]] = json.decoder.WHITESPACE.match  # type: ignore[attr-defined]
 
 
 def strict_json(data: bytes | str) -> Any:
@@ -71,11 +76,24 @@ def strict_json(data: bytes | str) -> Any:
     ``Any`` because JSON is: the caller checks the shape it expects.
     RecursionError (deeply nested input) is raised as ValueError too.
     """
-    text = data.decode(json.detect_encoding(data)) if isinstance(data, bytes) else data
+    if isinstance(data, bytes):
+        # What json.detect_encoding answers for a JSON object's first bytes
+        # ("{" then no NUL: UTF-8), without its call; anything else asks it.
+        head = data[:2]
+        plain = len(head) == 2 and head[0] == 0x7B and head[1] != 0
+        text = data.decode("utf-8" if plain else json.detect_encoding(data))
+    else:
+        text = data
     try:
-        return _STRICT_JSON.decode(text)
+        start = _WHITESPACE(text, 0).end()
+        value, end = _SCAN(text, start)
+    except StopIteration:
+        raise ValueError("not JSON") from None
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    if end != len(text) and _WHITESPACE(text, end).end() != len(text):
+        raise ValueError("not JSON: extra data")
+    return value
 
 
 def json_object(data: bytes | str) -> dict[str, Any] | None:
