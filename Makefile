@@ -14,8 +14,9 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+# The test extras hold the demo's (sqla): after make test, nothing to install.
 $(VENV)/.demo-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[sqla]'
+	if [ ! $(VENV)/.test-installed -nt pyproject.toml ]; then $(BIN)/pip install --quiet -e '.[sqla]'; fi
 	touch $@
 
 $(VENV)/.bench-installed: pyproject.toml | $(BIN)/python

@@ -14,7 +14,7 @@ HARNESS = Path(__file__).resolve().parent.parent / "fuzz" / "fuzz_protector.py"
 def test_fuzz_protector_bounded_run(tmp_path: Path) -> None:
     pytest.importorskip("atheris", reason="atheris (Linux only) is not installed")
     result = subprocess.run(
-        [sys.executable, str(HARNESS), "-max_total_time=15", "-rss_limit_mb=2048", str(tmp_path)],
+        [sys.executable, str(HARNESS), "-max_total_time=6", "-rss_limit_mb=2048", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,

@@ -21,7 +21,7 @@ A second test streams distinct tokens through the protector under
 Two deterministic tests pin down the races the soak found, so a regression
 fails every run, not one in a few.
 
-Runs ``BEARERGUARD_SOAK_SECONDS`` seconds (default 8; ``make test`` uses the
+Runs ``BEARERGUARD_SOAK_SECONDS`` seconds (default 5; ``make test`` uses the
 default). Set it to 300 for a real soak.
 """
 
@@ -67,7 +67,7 @@ from .servers import LoopbackServer
 
 pytestmark = pytest.mark.soak
 
-SOAK_SECONDS = float(os.environ.get("BEARERGUARD_SOAK_SECONDS", "8"))
+SOAK_SECONDS = float(os.environ.get("BEARERGUARD_SOAK_SECONDS", "5"))
 THREADS = 16
 OLD_KEY = cached_keypair("ES256", "soak-1")
 NEW_KEY = cached_keypair("ES256", "soak-2")
