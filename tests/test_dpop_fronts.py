@@ -60,10 +60,9 @@ def walk_the_nonce_steps(get: Get, url: str, clock: FakeClock) -> None:
     assert status == 200 and again not in (None, renewed)
 
 
-def test_flask_success_response_carries_the_next_nonce(clock: FakeClock) -> None:
-    protector = ResourceProtector(
-        clock=clock, cache=TokenCache(clock=clock), dpop_proofs=_proofs(clock)
-    )
+def _flask_client(clock: FakeClock, **settings: Any) -> Any:
+    """A Flask app (one worker) with its own protector, cache and replay store."""
+    protector = ResourceProtector(clock=clock, cache=TokenCache(clock=clock), **settings)
     protector.register_token_validator(
         JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(cached_keypair("RS256", "issuer")))
     )
@@ -74,7 +73,11 @@ def test_flask_success_response_carries_the_next_nonce(clock: FakeClock) -> None
     def resource() -> Any:
         return jsonify(ok=True)
 
-    client = app.test_client()
+    return app.test_client()
+
+
+def test_flask_success_response_carries_the_next_nonce(clock: FakeClock) -> None:
+    client = _flask_client(clock, dpop_proofs=_proofs(clock))
 
     def get(headers: dict[str, str]) -> Answer:
         answer = client.get("/r", headers=headers)
@@ -180,28 +183,12 @@ def test_openapi_lists_the_schemes_each_view_takes(
         assert "DPoP header" in defined["dpopAuth"]["description"]
 
 
-def _worker(clock: FakeClock, nonce: bool | bytes) -> Any:
-    """One worker's app: its own protector, cache and replay store."""
-    protector = ResourceProtector(clock=clock, cache=TokenCache(clock=clock), dpop_nonce=nonce)
-    protector.register_token_validator(
-        JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(cached_keypair("RS256", "issuer")))
-    )
-    app = Flask(__name__)
-
-    @app.get("/r")
-    @protector("profile")
-    def resource() -> Any:
-        return jsonify(ok=True)
-
-    return app.test_client()
-
-
 @pytest.mark.parametrize(("nonce", "shared"), [(SECRET, True), (True, False)])
 def test_dpop_nonce_option_demands_nonces_shared_by_a_secret(
     clock: FakeClock, nonce: bool | bytes, shared: bool
 ) -> None:
     url = "http://localhost/r"
-    first, second = _worker(clock, nonce), _worker(clock, nonce)
+    first, second = _flask_client(clock, dpop_nonce=nonce), _flask_client(clock, dpop_nonce=nonce)
 
     def get(client: Any, server_nonce: str | None) -> Any:
         token = bound_token(clock)
