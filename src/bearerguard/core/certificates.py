@@ -115,7 +115,19 @@ def tls_client_certificate(credentials: Credentials) -> ClientCertificate | None
         raise InvalidRequestError("malformed client certificate from the server") from None
 
 
-class NginxClientCertificate:
+class _ProxyHeaderReader:
+    """A reader of one header a trusted proxy sets (``ProxyHeaders`` reads ``headers``)."""
+
+    def __init__(self, header: str) -> None:
+        self.header = header.lower()
+        #: The headers this reader needs read from a trusted proxy.
+        self.headers = (self.header,)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.header!r})"
+
+
+class NginxClientCertificate(_ProxyHeaderReader):
     """The certificate nginx forwards in a header, from a trusted proxy only::
 
         proxy_set_header X-SSL-Client-Cert $ssl_client_escaped_cert;
@@ -125,12 +137,7 @@ class NginxClientCertificate:
     """
 
     def __init__(self, header: str = "X-SSL-Client-Cert") -> None:
-        self.header = header.lower()
-        #: The headers this reader needs read from a trusted proxy.
-        self.headers = (self.header,)
-
-    def __repr__(self) -> str:
-        return f"NginxClientCertificate({self.header!r})"
+        super().__init__(header)
 
     def __call__(self, credentials: Credentials) -> ClientCertificate | None:
         value = credentials.proxy_headers.get(self.header)
@@ -144,7 +151,7 @@ class NginxClientCertificate:
             ) from None
 
 
-class EnvoyClientCertificate:
+class EnvoyClientCertificate(_ProxyHeaderReader):
     """The certificate Envoy forwards in ``x-forwarded-client-cert`` (XFCC),
     from a trusted proxy only.
 
@@ -158,12 +165,7 @@ class EnvoyClientCertificate:
     """
 
     def __init__(self, header: str = "x-forwarded-client-cert") -> None:
-        self.header = header.lower()
-        #: The headers this reader needs read from a trusted proxy.
-        self.headers = (self.header,)
-
-    def __repr__(self) -> str:
-        return f"EnvoyClientCertificate({self.header!r})"
+        super().__init__(header)
 
     def __call__(self, credentials: Credentials) -> ClientCertificate | None:
         value = credentials.proxy_headers.get(self.header)
