@@ -26,10 +26,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, NoReturn, Protocol
 from urllib.parse import urlsplit
 
-from jwt.algorithms import Algorithm, get_default_algorithms
+from jwt.algorithms import Algorithm
 
 from ..errors import InvalidDPoPProofError, UseDPoPNonceError
 from ..jose.keys import MIN_RSA_BITS
+from ..jose.signatures import fast_verifiers
 from .routing import b64url_decode
 from .values import json_object
 
@@ -54,9 +55,7 @@ _EC_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 _REQUIRED = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
 #: RFC 7517/7518 private members: a proof's jwk must carry none of them.
 _PRIVATE = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-_VERIFIERS: dict[str, Algorithm] = {
-    name: alg for name, alg in get_default_algorithms().items() if name in _SUPPORTED
-}
+_VERIFIERS: dict[str, Algorithm] = fast_verifiers(_SUPPORTED)  # ES*: no PyJWT DER helpers
 _JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _MAX_PROOF = 8192
 _MAX_JTI = 256
