@@ -211,3 +211,65 @@ def test_dpop_nonce_and_a_checker_with_nonces_are_one_setting_too_many() -> None
         ResourceProtector(dpop_proofs=ProofChecker(nonces=NonceIssuer(SECRET)), dpop_nonce=True)
     with pytest.raises(ValueError, match="16 bytes"):
         ResourceProtector(dpop_nonce=b"short")
+
+
+#: Paths as a client writes them in the request line: reserved, encoded,
+#: dot segments, a mount point's doubled slash.
+_PATHS = ["/", "/a/b", "/a%20b", "/x;y=1", "/a/./b/../c", "/~u/x-y_z.", "/!$&'()*+,;=:@"]
+_PATHS += ["/%7E", "//dbl", "/%22q%22", "/%3Cp%3E", "/a%2Fb"]
+
+
+@pytest.mark.parametrize("path", _PATHS)
+@pytest.mark.parametrize("base", ["http://h.example", "https://H.example:8443/app/"])
+def test_the_wsgi_url_is_werkzeugs_as_a_uri(base: str, path: str) -> None:
+    """htu is compared with the URL built from the WSGI environ, which names
+    what Werkzeug's request.url names once both are URIs."""
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.urls import iri_to_uri
+    from werkzeug.wrappers import Request
+
+    from bearerguard.core.connection import environ_url
+    from bearerguard.core.dpop import normalized_uri
+
+    environ = EnvironBuilder(path=path, base_url=base).get_environ()
+    werkzeugs = iri_to_uri(Request(environ).url.partition("?")[0])
+    assert normalized_uri(environ_url(environ)) == normalized_uri(werkzeugs)
+
+
+def test_the_wsgi_url_keeps_the_clients_bytes_and_refuses_a_bad_host() -> None:
+    from bearerguard.core.connection import environ_url
+    from bearerguard.core.dpop import normalized_uri
+
+    # PATH_INFO is the decoded path as latin-1 (PEP 3333): UTF-8, invalid
+    # UTF-8 and a literal "%" come back as the client's percent-encodings.
+    base = {"wsgi.url_scheme": "https", "HTTP_HOST": "h.example", "SCRIPT_NAME": ""}
+    for raw, sent in [(b"/caf\xc3\xa9", "/caf%C3%A9"), (b"/\xff", "/%FF"), (b"/100%", "/100%25")]:
+        environ = {**base, "PATH_INFO": raw.decode("latin-1")}
+        assert environ_url(environ) == "https://h.example" + sent
+    no_host = {"wsgi.url_scheme": "http", "SERVER_NAME": "::1", "SERVER_PORT": "8080"}
+    assert environ_url({**no_host, "PATH_INFO": "/r"}) == "http://[::1]:8080/r"
+    for host in ["h.example/evil", "a@h.example", "h.example:99999", "h example"]:
+        url = environ_url({**base, "HTTP_HOST": host, "PATH_INFO": "/r"})
+        with pytest.raises(ValueError):
+            normalized_uri(url)
+
+
+def test_flask_accepts_a_proof_for_a_non_ascii_path(clock: FakeClock) -> None:
+    protector = ResourceProtector(clock=clock, cache=TokenCache(clock=clock))
+    protector.register_token_validator(
+        JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(cached_keypair("RS256", "issuer")))
+    )
+    app = Flask(__name__)
+
+    @app.get("/café")
+    @protector("profile")
+    def resource() -> Any:
+        return jsonify(ok=True)
+
+    token = bound_token(clock)
+    url = "http://localhost/caf%C3%A9"  # what a client's htu holds: a URI
+    proof = make_proof(KEY, url=url, token=token, now=clock())
+    answer = app.test_client().get(
+        "/caf%C3%A9", headers={"Authorization": f"DPoP {token}", "DPoP": proof}
+    )
+    assert answer.status_code == 200

@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from cachetools import TTLCache
+from cachetools import Cache, TTLCache
 
 from .core.stats import CacheStats
 from .core.tokeninfo import TokenInfo
@@ -71,6 +71,9 @@ class AtomicCounter:
     def value(self) -> int:
         # repr is "count(N)": the next value, i.e. how many bumps so far.
         return int(repr(self._count)[6:-1])
+
+
+_stored: Callable[[Cache[Any, Any]], int] = Cache.__len__
 
 
 class _Done:
@@ -233,9 +236,12 @@ class TokenCache:
                 self.hits.bump()  # another thread stored it since our lock-free look
                 return entry.info
             # An empty negative cache (no refusal lately) is not asked: a
-            # TTLCache lookup reads its timer through a context manager.
+            # TTLCache lookup reads its timer through a context manager, and
+            # so do its len() and bool(); the plain Cache's len() counts the
+            # entries stored, expired ones too, with no timer (~1.5 us a miss).
             negative = self._negative
-            refused = negative.get(key) if negative and self.negative_ttl > 0 else None
+            stored = _stored(negative) and self.negative_ttl > 0
+            refused = negative.get(key) if stored else None
             if refused is not None:
                 self.negative_hits.bump()
                 raise refused[0](refused[1])

@@ -28,6 +28,7 @@ from werkzeug.exceptions import (
 )
 from werkzeug.local import LocalProxy
 
+from .core.connection import environ_url
 from .core.credentials import Credentials
 from .core.front import Front, one_scope
 from .core.hooks import adopted
@@ -323,14 +324,13 @@ class ResourceProtector(Front):
         flask_request = _request_now()
         guard, environ = self.guard, flask_request.environ
         query = flask_request.args.to_dict(flat=False) if guard.allow_query_token else None
-        form = None
-        if guard.allow_form_token and flask_request.mimetype == _FORM:
-            form = flask_request.form.to_dict(flat=False)
+        form_ok = guard.allow_form_token and flask_request.mimetype == _FORM
+        form = flask_request.form.to_dict(flat=False) if form_ok else None
         header = environ.get("HTTP_AUTHORIZATION")
         return Credentials(
             authorization=header,
             method=flask_request.method,
-            url=flask_request.url if is_dpop(header) else "",  # only htu reads it; ~10 us
+            url=environ_url(environ) if is_dpop(header) else "",  # only htu reads it
             query=query,
             form=form,
             client_certificate=environ.get("SSL_CLIENT_CERT"),  # Werkzeug, mod_wsgi: PEM

@@ -9,14 +9,18 @@ stay a translation.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import quote
 
 from .proxies import TrustedProxies
 
 __all__ = [
     "ProxyHeaders",
+    "environ_url",
     "header_values",
     "joined_header",
     "proxies_of",
@@ -25,6 +29,47 @@ __all__ = [
 ]
 
 _NONE: Mapping[str, str] = MappingProxyType({})
+#: A Host value of a name or IPv4 or [IPv6] address and a port: Werkzeug's
+#: rule; any other is no host (so no proof's htu matches: refused).
+_HOST = re.compile(r"(?:[a-z0-9.-]+|\[[a-f0-9]*:[a-f0-9.:]+\])(?::([1-9][0-9]{0,4}))?", re.I | re.A)
+#: RFC 3986 pchar and "/" beyond the unreserved, which quote() never encodes.
+_PATH_SAFE = "!$&'()*+,;=:@/"
+
+
+def environ_url(environ: Mapping[str, Any]) -> str:
+    """The URL a WSGI request was made to, without its query: scheme, host
+    (``Host``, else ``SERVER_NAME:SERVER_PORT``), ``SCRIPT_NAME`` and
+    ``PATH_INFO``. What DPoP's ``htu`` is compared with.
+
+    A URI, not Werkzeug's IRI: ``PATH_INFO`` is the decoded path as bytes in
+    latin-1, so it is re-encoded byte for byte, as the client sent it (a
+    literal ``%``, a ``"``, UTF-8 or not, each as its percent-encoding); only
+    ``%2F``, which servers decode, is not told from ``/``.
+    """
+    host = environ.get("HTTP_HOST")
+    if host is None:
+        port = environ.get("SERVER_PORT")
+        host = environ.get("SERVER_NAME", "")
+        if ":" in host and host[:1] != "[":
+            host = f"[{host}]"
+        host = f"{host}:{port}" if port else ""
+    return _url(
+        environ.get("wsgi.url_scheme", "http"),
+        host,
+        environ.get("SCRIPT_NAME", ""),
+        environ.get("PATH_INFO", ""),
+    )
+
+
+@functools.lru_cache(maxsize=1024)  # a service's paths repeat; bounded against many
+def _url(scheme: str, host: str, root: str, path: str) -> str:
+    match = _HOST.fullmatch(host)
+    if match is None or int(match.group(1) or 1) > 65535:
+        host = ""  # normalized_uri refuses a URL with no host
+    # Werkzeug's joining: the root without its trailing, the path without its
+    # leading slashes. Latin-1 is WSGI's str-as-bytes (PEP 3333).
+    raw = root.rstrip("/") + "/" + path.lstrip("/")
+    return f"{scheme}://{host}{quote(raw.encode('latin-1', 'replace'), safe=_PATH_SAFE)}"
 
 
 def proxies_of(value: TrustedProxies | Iterable[str] | str | None) -> TrustedProxies | None:

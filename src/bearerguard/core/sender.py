@@ -128,11 +128,13 @@ class DPoPScheme:
         header = credentials.authorization or ""
         token = parse_authorization("Bearer " + header[5:].lstrip(" "), guard.max_token_length)
         uri = self.request_uri(credentials.url, guard.trusted_proxies, credentials.proxy_headers)
-        proof = self.proofs.verify(credentials.dpop, credentials.method, uri, token, guard.clock())
+        key = digest(token)  # once: ath, the cache key and the deny-list key
+        proofs, method = credentials.dpop, credentials.method
+        proof = self.proofs.verify(proofs, method, uri, token, guard.clock(), token_digest=key)
         for check in guard.router.request_checks:
             check(credentials)
-        info = self._validated(guard, token)
-        guard.check_live(digest(token), info)
+        info = self._validated(guard, token, key)
+        guard.check_live(key, info)
         confirmation = info.confirmation or {}
         check_binding(confirmation, {"jkt": proof.jkt})
         if X5T_S256 in confirmation:  # bound to a certificate too (RFC 8705): both must match
@@ -140,13 +142,13 @@ class DPoPScheme:
         # Per request, on a copy: the cached info is every request's.
         return info if proof.next_nonce is None else replace(info, dpop_nonce=proof.next_nonce)
 
-    def _validated(self, guard: Guard, token: str) -> TokenInfo:
+    def _validated(self, guard: Guard, token: str, token_digest: bytes) -> TokenInfo:
         """The token's validation, from the cache under a key of its own."""
         cache = guard.cache
         if cache is None:
             return guard.validate(token, bound=True)
-        # No bearer token holds NUL: these keys never meet a Bearer token's.
-        key = digest("\0dpop\0" + token)
+        # 37 bytes: these keys never meet a Bearer token's (a 32-byte digest).
+        key = token_digest + b"\0dpop"
         entry = cache.get(key)
         if entry is None:
             return cache.load(key, lambda: guard.validate(token, bound=True))

@@ -19,6 +19,7 @@ from jwt.algorithms import Algorithm, HMACAlgorithm, get_default_algorithms
 
 from .._log import logger, throttled
 from ..errors import InvalidTokenError
+from .signatures import fast_verifiers
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
@@ -51,11 +52,7 @@ HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 #: PyJWT's verifier for each allowed algorithm, made once. PyJWT names Ed25519
 #: "EdDSA" only; its EdDSA verifier checks an Ed25519 key's signature, and keys
 #: for "Ed25519" are Ed25519 keys (checked in ``_parse_key``), never Ed448 ones.
-_VERIFIERS: dict[str, Algorithm] = {
-    name: algorithm
-    for name, algorithm in get_default_algorithms().items()
-    if name in ASYMMETRIC_ALGORITHMS
-}
+_VERIFIERS: dict[str, Algorithm] = fast_verifiers(ASYMMETRIC_ALGORITHMS)  # ES* direct
 _VERIFIERS["Ed25519"] = _VERIFIERS["EdDSA"]
 #: PyJWT's HMAC verifiers compare with ``hmac.compare_digest``. Kept apart from
 #: _VERIFIERS: only _parse_secret hands them out, to ``oct`` keys alone.
