@@ -273,3 +273,46 @@ def test_flask_accepts_a_proof_for_a_non_ascii_path(clock: FakeClock) -> None:
         "/caf%C3%A9", headers={"Authorization": f"DPoP {token}", "DPoP": proof}
     )
     assert answer.status_code == 200
+
+
+async def _ok() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@pytest.mark.parametrize("kind", ["route", "fastapi", "middleware"])
+def test_asgi_accepts_a_proof_for_a_non_ascii_path(clock: FakeClock, kind: str) -> None:
+    from fastapi import FastAPI, Security
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from bearerguard.starlette import BearerMiddleware
+    from bearerguard.starlette import ResourceProtector as ASGIProtector
+
+    protector = ASGIProtector(clock=clock, cache=TokenCache(clock=clock))
+    protector.register_token_validator(
+        JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(cached_keypair("RS256", "issuer")))
+    )
+
+    async def plain(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    if kind == "route":
+        app: Any = Starlette(routes=[Route("/café", protector.route("profile")(plain))])
+    elif kind == "fastapi":
+        app = FastAPI()
+        protector.init_app(app)
+        app.add_api_route("/café", _ok, dependencies=[Security(protector("profile"))])
+    else:
+        app = BearerMiddleware(Starlette(routes=[Route("/café", plain)]), protector, "profile")
+    token = bound_token(clock)
+    proof = make_proof(KEY, url="http://testserver/caf%C3%A9", token=token, now=clock())
+    headers = {"Authorization": f"DPoP {token}", "DPoP": proof}
+    answer = TestClient(app).get("/caf%C3%A9", headers=headers)
+    assert answer.status_code == 200, answer.text
+    # Another path's proof is still refused.
+    other = make_proof(KEY, url="http://testserver/cafe", token=token, now=clock())
+    refused = TestClient(app).get("/caf%C3%A9", headers={**headers, "DPoP": other})
+    assert (refused.status_code, refused.json()["error"]) == (401, "invalid_dpop_proof")

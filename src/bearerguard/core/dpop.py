@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, NoReturn, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from jwt.algorithms import Algorithm
 
@@ -61,6 +61,8 @@ _B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _MAX_PROOF = 8192
 _MAX_JTI = 256
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+#: What a URI path holds as it is: unreserved, sub-delims, ":", "@", "/" and "%".
+_IRI_SAFE = "-._~!$&'()*+,;=:@/%"
 _PERCENT = re.compile(r"%[0-9A-Fa-f]{2}")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
@@ -153,7 +155,9 @@ def _remove_dots(path: str) -> str:
 def normalized_uri(uri: str) -> str:
     """``uri`` without query and fragment, RFC 3986 §6.2.2 normalised: scheme
     and host lower-case, default port dropped, percent-encodings upper-case
-    (unreserved ones decoded), dot segments removed, empty path ``/``.
+    (unreserved ones decoded), dot segments removed, empty path ``/``. A path
+    given as an IRI (RFC 3987 §3.1: what ASGI servers report, decoded) is
+    mapped to its URI first, so ``/café`` meets a client's ``/caf%C3%A9``.
 
     Raises ValueError for what is no absolute http(s) URI.
     """
@@ -165,7 +169,8 @@ def normalized_uri(uri: str) -> str:
     port = parts.port  # ValueError for a bad one
     host = f"[{host}]" if ":" in host else host
     authority = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    path = _remove_dots(_PERCENT.sub(_unescape, parts.path or "/"))
+    path = quote(parts.path or "/", safe=_IRI_SAFE)  # only what a URI cannot hold
+    path = _remove_dots(_PERCENT.sub(_unescape, path))
     return f"{scheme}://{authority}{path}"
 
 
