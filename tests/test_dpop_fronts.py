@@ -60,7 +60,7 @@ def walk_the_nonce_steps(get: Get, url: str, clock: FakeClock) -> None:
     assert status == 200 and again not in (None, renewed)
 
 
-def _flask_client(clock: FakeClock, **settings: Any) -> Any:
+def _flask_client(clock: FakeClock, path: str = "/r", **settings: Any) -> Any:
     """A Flask app (one worker) with its own protector, cache and replay store."""
     protector = ResourceProtector(clock=clock, cache=TokenCache(clock=clock), **settings)
     protector.register_token_validator(
@@ -68,7 +68,7 @@ def _flask_client(clock: FakeClock, **settings: Any) -> Any:
     )
     app = Flask(__name__)
 
-    @app.get("/r")
+    @app.get(path)
     @protector("profile")
     def resource() -> Any:
         return jsonify(ok=True)
@@ -255,23 +255,11 @@ def test_the_wsgi_url_keeps_the_clients_bytes_and_refuses_a_bad_host() -> None:
 
 
 def test_flask_accepts_a_proof_for_a_non_ascii_path(clock: FakeClock) -> None:
-    protector = ResourceProtector(clock=clock, cache=TokenCache(clock=clock))
-    protector.register_token_validator(
-        JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(cached_keypair("RS256", "issuer")))
-    )
-    app = Flask(__name__)
-
-    @app.get("/café")
-    @protector("profile")
-    def resource() -> Any:
-        return jsonify(ok=True)
-
+    client = _flask_client(clock, "/café")
     token = bound_token(clock)
     url = "http://localhost/caf%C3%A9"  # what a client's htu holds: a URI
     proof = make_proof(KEY, url=url, token=token, now=clock())
-    answer = app.test_client().get(
-        "/caf%C3%A9", headers={"Authorization": f"DPoP {token}", "DPoP": proof}
-    )
+    answer = client.get("/caf%C3%A9", headers={"Authorization": f"DPoP {token}", "DPoP": proof})
     assert answer.status_code == 200
 
 
