@@ -12,6 +12,7 @@ import contextlib
 import json
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -199,6 +200,22 @@ class TCPProxy:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.close()
+
+
+def preloaded_gunicorn(app: str, port: int, workers: int) -> list[str]:
+    """The command of a gunicorn that loads ``app`` (a ``tests.apps`` module) in
+    its master and forks ``workers`` from it on 127.0.0.1:``port``."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        f"--workers={workers}",
+        f"--bind=127.0.0.1:{port}",
+        f"--chdir={Path(__file__).resolve().parent.parent}",
+        "--graceful-timeout=2",
+        "--preload",
+        app,
+    ]
 
 
 @contextlib.contextmanager

@@ -18,7 +18,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -32,7 +31,7 @@ import pytest
 from .conftest import REQUIRE_SERVICES
 from .dpopkit import jkt, make_proof
 from .jwtkit import AUDIENCE, ISSUER, cached_keypair, jwks, make_token
-from .servers import server_process
+from .servers import preloaded_gunicorn, server_process
 
 pytestmark = pytest.mark.services
 
@@ -106,17 +105,7 @@ def gunicorn(tmp_path: Path, redis_url: str, *, iat_only: bool = False) -> Itera
         BEARERGUARD_TEST_DPOP_PREFIX=f"bg-mp-dpop-{uuid.uuid4().hex[:8]}:",
         BEARERGUARD_TEST_DPOP_IAT_ONLY="1" if iat_only else "",
     )
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        f"--workers={WORKERS}",
-        f"--bind=127.0.0.1:{port}",
-        f"--chdir={ROOT}",
-        "--graceful-timeout=2",
-        "--preload",
-        "tests.apps.dpop_app:app",
-    ]
+    command = preloaded_gunicorn("tests.apps.dpop_app:app", port, WORKERS)
     server = Server(port)
     log = tmp_path / f"gunicorn-{port}.log"
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import http.client
 import os
 import socket
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from .servers import LoopbackServer, Reply, Seen, server_process
+from .servers import LoopbackServer, Reply, Seen, preloaded_gunicorn, server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIENCE = "https://api.example"
@@ -68,17 +67,7 @@ def gunicorn(endpoint: str, log: Path) -> Iterator[int]:
         BEARERGUARD_TEST_INTROSPECT_SECRET="a-secret-long-enough",
         BEARERGUARD_TEST_INTROSPECT_AUDIENCE=AUDIENCE,
     )
-    command = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        f"--workers={WORKERS}",
-        f"--bind=127.0.0.1:{port}",
-        f"--chdir={ROOT}",
-        "--graceful-timeout=2",
-        "--preload",
-        "tests.apps.introspected_app:app",
-    ]
+    command = preloaded_gunicorn("tests.apps.introspected_app:app", port, WORKERS)
     with server_process(
         command, log, lambda: ask(port, None)[0] == 401, env=env, start_timeout=20, stop_timeout=5
     ):
