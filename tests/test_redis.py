@@ -503,7 +503,11 @@ def test_a_deny_list_flushed_from_redis_is_written_back_by_the_survivors(shared:
     wait_until(lambda: _refuses_all_three(b), what="B applies the revocations")
     shared.raw.flushdb()
     wait_until(lambda: _in_redis(shared), what="the survivors write the list back")
-    assert a.stats()["restored"] + b.stats()["restored"] >= 3
+    # The counter moves just after the write it counts: wait for it too.
+    wait_until(
+        lambda: a.stats()["restored"] + b.stats()["restored"] >= 3,
+        what="the survivors count what they wrote back",
+    )
     late = shared.store()
     assert _refuses_all_three(late)
 
