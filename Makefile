@@ -32,8 +32,11 @@ lint: $(VENV)/.test-installed
 	$(BIN)/mypy
 	$(BIN)/mypy examples/demo.py
 
+# Two workers (the CI machine has two cores; most tests wait on servers), one
+# file per worker at a time: a file's fixtures and servers stay together.
+JOBS ?= 2
 pytest: $(VENV)/.test-installed $(VENV)/.nginx
-	$(BIN)/pytest --cov --cov-report=term:skip-covered $(ARGS)
+	$(BIN)/pytest -n $(JOBS) --dist loadfile --cov --cov-report=term:skip-covered $(ARGS)
 
 # nginx for the mutual-TLS proxy tests (tests/test_mtls_nginx.py run it as
 # their own process). Debian's nginx-light, installed as root with apt; its

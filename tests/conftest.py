@@ -19,7 +19,17 @@ from bearerguard._log import reset_throttle
 from .servers import Handler, LoopbackServer
 
 PG_URL = os.environ.get("BEARERGUARD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("BEARERGUARD_TEST_REDIS", "redis://127.0.0.1:6379/13")
+
+def _worker_db(url: str) -> str:
+    """Each pytest-xdist worker its own Redis db (13, 12, ...): the tests flush
+    theirs, and a flush must not wipe what another worker's test is using."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    base, _, db = url.rpartition("/")
+    offset = int(worker[2:]) if worker[2:].isdigit() else 0
+    return f"{base}/{(int(db or 0) - offset) % 16}" if offset else url
+
+
+REDIS_URL = _worker_db(os.environ.get("BEARERGUARD_TEST_REDIS", "redis://127.0.0.1:6379/13"))
 REQUIRE_SERVICES = os.environ.get("BEARERGUARD_REQUIRE_SERVICES") == "1"
 
 
