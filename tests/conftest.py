@@ -20,6 +20,7 @@ from .servers import Handler, LoopbackServer
 
 PG_URL = os.environ.get("BEARERGUARD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
+
 def _worker_db(url: str) -> str:
     """Each pytest-xdist worker its own Redis db (13, 12, ...): the tests flush
     theirs, and a flush must not wipe what another worker's test is using."""
