@@ -8,10 +8,12 @@ outage under load does not flood the log.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import Any
 
+from ._forksafe import renew_after_fork
 from .core.credentials import digest
 
 logger = logging.getLogger("bearerguard")
@@ -21,6 +23,7 @@ THROTTLE_INTERVAL = 30.0
 
 _last: dict[str, float] = {}
 _lock = threading.Lock()
+renew_after_fork(sys.modules[__name__], "_lock")
 
 
 def fingerprint(token: str) -> str:

@@ -10,6 +10,7 @@ the wild: the seed-era one (a ``revoked`` boolean) and Authlib 1.x's
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 import weakref
 from collections.abc import Mapping
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.exc import DetachedInstanceError
 
+from ._forksafe import renew_after_fork
 from ._log import logger
 from .core.guard import Guard
 from .core.requirements import AUTHORIZATION_CLAIMS
@@ -167,6 +169,7 @@ def _detached_copy(row: Any, secrets: set[str]) -> Any:
 # -- eviction on commit ----------------------------------------------------------
 
 _watch_lock = threading.Lock()
+renew_after_fork(sys.modules[__name__], "_watch_lock")
 _watched: dict[type, tuple[str, weakref.WeakSet[Guard]]] = {}
 
 

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 from jwt.algorithms import Algorithm
 
+from .._forksafe import renew_after_fork
 from ..errors import InvalidDPoPProofError, UseDPoPNonceError
 from ..jose.keys import MIN_RSA_BITS
 from ..jose.signatures import fast_verifiers
@@ -91,6 +92,7 @@ class MemoryReplayStore:
         self.clock = clock
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        renew_after_fork(self, "_lock")
 
     def first_use(self, key: str, ttl: float) -> bool:
         now = self.clock()
@@ -213,6 +215,7 @@ class ProofChecker:
         self._keys: OrderedDict[str, Any] = OrderedDict()
         self._headers: OrderedDict[bytes, tuple[dict[str, Any], str, Any]] = OrderedDict()
         self._keys_lock = threading.Lock()
+        renew_after_fork(self, "_keys_lock")
 
     def check(self, proofs: Sequence[str], method: str, uri: str, token: str, now: float) -> str:
         """The thumbprint of the key that signed the one valid proof in ``proofs``."""

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .._forksafe import renew_after_fork
 from ..cache import AtomicCounter, TokenCache
 from ..errors import (
     BearerGuardError,
@@ -96,6 +97,7 @@ class Guard(Refusing, Revoking):
         self._others = self.router.others
         self._outcomes: Counter[str] = Counter()
         self._outcomes_lock = threading.Lock()
+        renew_after_fork(self, "_outcomes_lock")
         self._accepted = AtomicCounter()
         #: The last token try_cached missed and its digest, for authenticate (next):
         #: one SHA-256 less per miss. One tuple, replaced whole: a matching pair.

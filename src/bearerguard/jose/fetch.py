@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .._forksafe import renew_after_fork
 from .._log import logger, throttled
 from ..core.values import json_object
 from ..errors import SigningKeysUnavailableError, ValidatorUnavailableError
@@ -100,6 +101,8 @@ class JWKSFetcher:
         self._http = http
         self._uri = jwks_uri
         self._lock = threading.Lock()
+        # Held for a whole fetch: a fork during one must not leave it held.
+        renew_after_fork(self, "_lock")
         self._keys: KeySet | None = None
         self._fetched_at = -math.inf
         self._refresh_at = -math.inf

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal, NoReturn
 from urllib.parse import quote, urlencode
 
+from .._forksafe import renew_after_fork
 from .._log import throttled
 from ..core.binding import is_certificate_only
 from ..core.credentials import digest
@@ -162,6 +163,7 @@ class IntrospectionTokenValidator(TokenValidator):
         counters = ("calls", "active", "inactive", "failures")
         self._counts = dict.fromkeys(counters + (("shared_hits",) if shared_cache else ()), 0)
         self._counts_lock = threading.Lock()
+        renew_after_fork(self, "_counts_lock")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} endpoint={self.endpoint!r}>"
