@@ -14,6 +14,7 @@ goes through ``anyio.to_thread``, so its cost includes the thread hop.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import secrets
 import statistics
@@ -84,6 +85,24 @@ def starlette_app(protector: Any | None) -> Any:
 
     endpoint = hello if protector is None else protector.route("profile")(hello)
     return Starlette(routes=[Route(PATH, endpoint)])
+
+
+def digest_lookup_app(tokens: list[str]) -> Any:
+    """Bare Starlette whose endpoint hashes the presented token (SHA-256) and
+    finds it in a dict: issue 15's physical limit of a hit on this front."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    table = {hashlib.sha256(t.encode()).digest(): t for t in tokens}
+
+    async def hello(request: Any) -> Any:
+        header = next(v for k, v in request.scope["headers"] if k == b"authorization")
+        if table.get(hashlib.sha256(header[7:]).digest()) is None:
+            raise RuntimeError("not cached")
+        return JSONResponse({"hello": "world"})
+
+    return Starlette(routes=[Route(PATH, hello)])
 
 
 def fastapi_app(protector: Any | None) -> Any:
@@ -157,6 +176,12 @@ def build(hit_batch: int = 2000, miss_batch: int = 300) -> list[ASGICase]:
     for framework, make in (("starlette", starlette_app), ("fastapi", fastapi_app)):
         floor = f"asgi.{framework}.floor"
         cases.append(ASGICase(floor, make(None), floor, cycle(["not-checked"]), hit_batch))
+        if framework == "starlette":
+            tokens = Minter(new_key("ES256"))(HIT_CYCLE)
+            limit = digest_lookup_app(tokens)
+            cases.append(
+                ASGICase("asgi.starlette.digest-lookup", limit, floor, cycle(tokens), hit_batch)
+            )
         if framework == "fastapi":
             # FastAPI's fair floor: the same app with a dependency that does
             # nothing (Security() is a dependency; its machinery is FastAPI's).

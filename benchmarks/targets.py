@@ -133,6 +133,12 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 None if over is None else over <= MISS_OVERHEAD_US,
             )
         )
+        # What the budget must also absorb: the verify and one JSON parse paid
+        # in place, inside a Flask request, beyond the raw verify in a loop.
+        limit = [f"floor.verify-{alg}", f"raw.{alg}.verify", "raw.null"]
+        in_place = r.median(limit, lambda f, v, n: f[0] - f[1] - _raw(v, n))
+        text = f"  limit: floor.verify-{alg} - floor - raw verify"
+        out.append(_row(text, "-", in_place, "us", None))
     for backend in ("sqlite", "pg"):
         miss = r.get(f"opaque.{backend}.bg.miss")
         x_authlib = miss["x_authlib"] if miss is not None else None
@@ -156,6 +162,9 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
                 None if over is None else over <= MISS_OVERHEAD_US,
             )
         )
+    limit_row = r.get("floor.digest-lookup")
+    limit_x = limit_row["x_judged"] if limit_row is not None else None
+    out.append(_row("  limit: floor + SHA-256 + dict lookup (Flask)", "-", limit_x, "x", None))
     for name in HIT_CASES:
         row = r.get(name)
         value = row["x_judged"] if row is not None else None
@@ -205,6 +214,16 @@ def evaluate(doc: dict[str, Any]) -> list[dict[str, Any]]:
                     )
                 )
     asgi = {a["name"]: a for a in doc.get("asgi", [])}
+    limit_asgi = asgi.get("asgi.starlette.digest-lookup")
+    out.append(
+        _row(
+            "  limit: Starlette + SHA-256 + dict lookup",
+            "-",
+            limit_asgi["x_floor"] if limit_asgi else None,
+            "x",
+            None,
+        )
+    )
     for name in ASGI_HITS:
         value = asgi[name]["x_floor"] if name in asgi else None
         out.append(_hit(f"hit {name} (vs {asgi[name]['floor'] if name in asgi else '-'})", value))

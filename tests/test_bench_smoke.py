@@ -49,6 +49,7 @@ def test_every_case_answered_its_expected_status(run: dict[str, Any]) -> None:
     assert {
         "raw.null", "raw.rs256.verify", "raw.es256.verify", "floor.verify-rs256",
         "opaque.sqlite.query-alone", "opaque.dict.bg.hit", "dpop.es256.bg.hit",
+        "floor.digest-lookup",
     } <= names  # fmt: skip
     for group in run["groups"]:
         assert group["rounds"] >= run["meta"]["rounds"], group["name"]
