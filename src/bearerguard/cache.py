@@ -159,6 +159,8 @@ class TokenCache:
         self.negative_ttl = negative_ttl
         self.clock = clock
         self.wait_timeout = wait_timeout
+        #: Read lock-free by ``Guard.try_cached`` (a hit), so never replaced: only
+        #: changed in place, under the lock.
         self._index: dict[bytes, CacheEntry] = {}
         self._lock = threading.Lock()
         self._flights: dict[bytes, _Flight] = {}
