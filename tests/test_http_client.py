@@ -224,3 +224,40 @@ def test_bytes_arriving_on_an_idle_connection_retire_it(
 
     assert client.request("GET", base + "/second").body == b"/second"
     assert server.connections == 2
+
+
+# -- the name lookup is inside the timeout too ---------------------------------------
+
+
+def test_a_name_lookup_that_never_answers_ends_within_the_timeout(
+    client: HTTPClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A resolver that does not answer (a fault no loopback server can make:
+    ``getaddrinfo`` is stubbed for one name) costs the call its timeout, not
+    the resolver's retries, and nothing is sent anywhere."""
+    real = socket.getaddrinfo
+    release = threading.Event()
+
+    def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == "as.hangs.invalid":
+            release.wait(10)  # as a resolver waiting on a dead name server
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    started = time.monotonic()
+    try:
+        with pytest.raises(FetchError):
+            client.request("GET", "https://as.hangs.invalid/jwks.json", timeout=0.4)
+    finally:
+        release.set()
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_host_name_is_looked_up_and_each_address_tried(
+    server: LoopbackServer, client: HTTPClient
+) -> None:
+    """``localhost`` goes through the lookup; where it names ::1 first, the
+    refused IPv6 connect is followed by 127.0.0.1, where the server listens."""
+    port = server.url.rsplit(":", 1)[1]
+    answer = client.request("GET", f"http://localhost:{port}/via-name", timeout=5)
+    assert (answer.status, answer.body) == (200, b"/via-name")

@@ -19,7 +19,8 @@ and :class:`_Response` fixes.
 
 Socket timeouts bound each read, not the exchange: a server that drips a byte
 every second never trips a 5 s timeout. So one watchdog thread per process
-shuts down the socket of any exchange still running at its deadline.
+shuts down the socket of any exchange still running at its deadline; before
+there is a socket, the name lookup is bounded by :mod:`bearerguard._connect`.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from ._connect import create_connection
 
 __all__ = ["FetchError", "HTTPClient", "HTTPResponse", "check_url", "default_client"]
 
@@ -172,9 +175,17 @@ class _Response(http.client.HTTPResponse):
 class _Connection(http.client.HTTPConnection):
     response_class = _Response
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = create_connection  # the name lookup bounded too
+
 
 class _TLSConnection(http.client.HTTPSConnection):
     response_class = _Response
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = create_connection
 
 
 def _readable(sock: socket.socket) -> bool:
