@@ -370,6 +370,9 @@ def test_no_token_in_any_log_record_or_response(
     stats = repr(world.protector.stats()) + repr(world.protector.cache)
     stats += repr(world.protector.revocations)
     assert not any(secret in stats for secret in secrets)
+    # Nor in the guard's own state once the requests are answered (a heap dump).
+    held = repr(vars(world.protector.guard))
+    assert not any(secret in held for secret in secrets)
 
 
 def test_records_name_tokens_by_fingerprint(world: World, capture: Capture) -> None:

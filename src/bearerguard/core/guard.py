@@ -52,6 +52,8 @@ from .tokeninfo import TokenInfo
 
 __all__ = ["DEFAULT_CACHE", "Guard", "GuardStats"]
 
+#: No token missed (``Guard._missed``).
+_NO_MISS: tuple[str, bytes] = ("", b"")
 #: ``credentials.digest`` without its frame, for the hit path.
 _sha256 = hashlib.sha256
 
@@ -105,7 +107,7 @@ class Guard(Refusing, Revoking):
         self._accepted = AtomicCounter()
         #: The last token try_cached missed and its digest, for authenticate (next):
         #: one SHA-256 less per miss. One tuple, replaced whole: a matching pair.
-        self._missed: tuple[str, bytes] = ("", b"")
+        self._missed: tuple[str, bytes] = _NO_MISS
         #: Called with each authorization's duration in seconds (metrics); None: not timed.
         self.observe_latency: Callable[[float], None] | None = None
         #: The DPoP scheme's settings and checks (RFC 9449).
@@ -279,6 +281,8 @@ class Guard(Refusing, Revoking):
 
     def authenticate(self, credentials: Credentials, dpop: DPoPMode | None = None) -> TokenInfo:
         """Find, validate and deny-list-check the request's token (no scope check)."""
+        # Taken at once, whatever follows: the raw token is not kept past its request.
+        missed, self._missed = self._missed, _NO_MISS
         mode = dpop or self.sender.mode
         if mode != "allowed" or is_dpop(credentials.authorization):
             if is_dpop(credentials.authorization) and "dpop" not in self._others:
@@ -303,7 +307,6 @@ class Guard(Refusing, Revoking):
             raise UnsupportedTokenTypeError()
         for check in self._request_checks:
             check(credentials)
-        missed = self._missed
         key = missed[1] if missed[0] == token else digest(token)
         cache = self.cache
         entry = cache.get(key) if cache is not None else None
