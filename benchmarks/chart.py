@@ -6,6 +6,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from .targets import FLAT, HIT
+
 COLOURS = {"bg": "#1f77b4", "authlib": "#d62728", "other": "#7f7f7f", "floor": "#2ca02c"}
 
 
@@ -61,8 +63,11 @@ def _bars(ax: Any, group: dict[str, Any]) -> None:
     ax.set_yticks(range(len(rows)), names, fontsize=7)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.axvline(1.10, color="black", linestyle="--", linewidth=0.8, label="hit goal 1.10x")
-    ax.axvline(2.5, color="black", linestyle=":", linewidth=0.8, label="RS256 miss goal 2.5x")
+    ax.axvline(HIT, color="black", linestyle="--", linewidth=0.8, label=f"hit goal {HIT:.2f}x")
+    limit = next((r["x_floor"] for r in rows if r["name"] == "floor.digest-lookup"), None)
+    if limit is not None:  # the least a hit can cost, measured in the same run
+        label = f"floor + SHA-256 + lookup {limit:.2f}x"
+        ax.axvline(limit, color="black", linestyle=":", linewidth=0.8, label=label)
     for i, value in enumerate(values):
         ax.text(value, i, f" {value:.2f}x", va="center", fontsize=6)
     ax.set_xlabel("cost per request / floor (median of per-round ratios, log scale)")
@@ -83,8 +88,11 @@ def _curve(ax: Any, group: dict[str, Any]) -> None:
     )
     for i, value in enumerate(values):
         ax.text(i, value, f"{value:.2f}x", ha="center", va="bottom", fontsize=6)
-    goal = 1.10 if any(r["target"] == "hit" for r in rows) else 2.5
-    ax.axhline(goal, color="black", linestyle="--", linewidth=0.8)
+    smallest = next((r["x_floor"] for r in rows if r["name"] != "floor"), None)
+    if smallest is not None:  # issue 15: the largest within 5 % of the smallest
+        low, high = smallest * (1 - FLAT), smallest * (1 + FLAT)
+        ax.axhspan(low, high, color="black", alpha=0.08, label="±5 % of the smallest")
+        ax.legend(fontsize=6, loc="upper left")
     ax.set_ylabel("x floor", fontsize=7)
     if max(values, default=1) > 20 * min(values, default=1):
         ax.set_yscale("log")
