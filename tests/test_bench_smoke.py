@@ -114,3 +114,12 @@ def test_report_written(run: dict[str, Any]) -> None:
     assert "== goals:" in run["_stdout"]
     if importlib.util.find_spec("matplotlib") is not None:
         assert list(run["_out"].glob("*.png"))
+
+
+@pytest.mark.parametrize("kind", ["floor", "hit", "limit", "miss", "raw"])
+def test_the_instruction_counters_cases_answer(kind: str) -> None:
+    """``python -m benchmarks.instructions`` runs each case under callgrind (too
+    slow here); without it, each must still answer every request with 200."""
+    command = [sys.executable, "-m", "benchmarks.instructions", "--child", kind, "5"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
