@@ -24,7 +24,7 @@ import pytest
 
 from .certkit import PKI, Issued
 from .conftest import REQUIRE_SERVICES
-from .servers import server_process
+from .servers import free_port, server_process
 
 #: The address nginx connects to the app from (``proxy_bind``): Linux routes
 #: all of 127.0.0.0/8 to lo, so a request from 127.0.0.1 is another peer.
@@ -51,13 +51,6 @@ def nginx_binary() -> str:
     except OSError:
         _missing(f"cannot bind {PROXY_ADDRESS} (needs Linux's 127.0.0.0/8 on lo)")
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 CONF = """

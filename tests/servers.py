@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -117,13 +118,8 @@ class TCPProxy:
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
-        import socket
-
         self.target = (target_host, target_port)
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = free_port()
         self._conns: list[Any] = []
         self._lock = threading.Lock()
         self._listener: Any = None
@@ -200,6 +196,15 @@ class TCPProxy:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.close()
+
+
+def free_port() -> int:
+    """A 127.0.0.1 port nothing listens on now: for a server to start on, or a
+    service address that refuses connections."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def preloaded_gunicorn(app: str, port: int, workers: int) -> list[str]:

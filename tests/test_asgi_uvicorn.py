@@ -12,7 +12,6 @@ import http.client
 import json
 import os
 import secrets
-import socket
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from .servers import LoopbackServer, Reply, Seen, server_process
+from .servers import LoopbackServer, Reply, Seen, free_port, server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIENCE = "https://api.example"
@@ -79,16 +78,9 @@ class Uvicorn:
         return response.status, json.loads(raw) if raw.startswith(b"{") else raw
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @contextmanager
 def uvicorn(tmp_path: Path, env: dict[str, str], workers: int = 1) -> Iterator[Uvicorn]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / f"uvicorn-{port}.log"
     command = [
         sys.executable,

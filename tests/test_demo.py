@@ -20,6 +20,8 @@ from types import ModuleType
 
 import pytest
 
+from .servers import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 DEMO = EXAMPLES / "demo.py"
@@ -226,15 +228,10 @@ def _status(port: int, path: str, token: str) -> int:
 
 
 def test_each_start_prints_a_new_admin_token_and_the_old_one_stops(tmp_path: Path) -> None:
-    import socket
-
     env = _private_env(tmp_path)
     tokens = []
     for _ in range(2):
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-        probe.close()
+        port = free_port()
         process = _start(env, port)
         try:
             token, lines = _printed(process)
@@ -278,13 +275,8 @@ def _curl_headers(line: str) -> dict[str, str]:
 def test_printed_dpop_lines_work_as_printed(tmp_path: Path) -> None:
     """The banner's DPoP curl works once, its proof command makes the next one,
     and the same token as a Bearer token is refused."""
-    import socket
-
     env = _private_env(tmp_path)
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()
+    port = free_port()
     process = _start(env, port)
     try:
         assert process.stdout is not None

@@ -19,7 +19,6 @@ logging, not bearerguard's; SECURITY.md tells deployers.
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +54,7 @@ from .jwtkit import (
     make_token,
 )
 from .models import Base, Token
-from .servers import LoopbackServer, Reply, Seen
+from .servers import LoopbackServer, Reply, Seen, free_port
 
 KEY = cached_keypair("ES256", "leak-ec")
 FORGER = Keypair.generate("ES256", kid="leak-ec")
@@ -309,11 +308,7 @@ def introspection_failing(w: World) -> None:
 def redis_down(w: World) -> None:
     from bearerguard.redis import RedisRevocationStore
 
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port = probe.getsockname()[1]
-    probe.close()  # nothing listens there
-    store = RedisRevocationStore(f"redis://127.0.0.1:{port}/0", backoff=(0.05, 0.1))
+    store = RedisRevocationStore(f"redis://127.0.0.1:{free_port()}/0", backoff=(0.05, 0.1))
     try:
         protector = ResourceProtector(clock=w.clock, revocations=store)
         protector.register_token_validator(w.store)

@@ -25,8 +25,8 @@ import pytest
 from .certkit import pki
 from .dpopkit import jkt, make_proof
 from .jwtkit import cached_keypair, jwks, make_token
-from .nginxkit import PROXY_ADDRESS, Proxy, free_port, nginx_binary, nginx_proxy
-from .servers import server_process
+from .nginxkit import PROXY_ADDRESS, Proxy, nginx_binary, nginx_proxy
+from .servers import free_port, server_process
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUER_KEY = cached_keypair("ES256", "mtls-issuer")

@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from urllib.parse import urlencode
 import pytest
 import redis
 
-from .servers import server_process
+from .servers import free_port, server_process
 
 pytestmark = pytest.mark.services
 
@@ -39,14 +38,6 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SEED = f"import sys; sys.path.insert(0, {str(EXAMPLES)!r}); import demo; demo.create_app()"
 #: The demo's admin token is random per start; the test names one for all workers.
 ADMIN = secrets.token_urlsafe(16)
-
-
-def _free_port() -> int:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port: int = probe.getsockname()[1]
-    probe.close()
-    return port
 
 
 @dataclass
@@ -124,7 +115,7 @@ def gunicorn(tmp_path: Path, redis_url: str, *, preload: bool) -> Iterator[Gunic
         check=True,
         timeout=60,
     )
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "gunicorn.log"
     command = [
         sys.executable,

@@ -31,7 +31,7 @@ import pytest
 from .conftest import REQUIRE_SERVICES
 from .dpopkit import jkt, make_proof
 from .jwtkit import AUDIENCE, ISSUER, cached_keypair, jwks, make_token
-from .servers import preloaded_gunicorn, server_process
+from .servers import free_port, preloaded_gunicorn, server_process
 
 pytestmark = pytest.mark.services
 
@@ -41,13 +41,6 @@ ISSUER_KEY = cached_keypair("RS256", "mp-dpop-issuer")
 CLIENT_KEY = cached_keypair("ES256", "mp-dpop-client")
 #: The soak's share of ``BEARERGUARD_SOAK_SECONDS`` (default 8): 2 s in ``make test``.
 SOAK_SECONDS = float(os.environ.get("BEARERGUARD_SOAK_SECONDS", "8")) / 4
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 #: (status, error code or "", worker pid) of one request.
@@ -92,7 +85,7 @@ class Server:
 
 @contextmanager
 def gunicorn(tmp_path: Path, redis_url: str, *, iat_only: bool = False) -> Iterator[Server]:
-    port = _free_port()
+    port = free_port()
     keys = tmp_path / f"jwks-{port}.json"
     keys.write_text(json.dumps(jwks(ISSUER_KEY)))
     env = dict(os.environ)
@@ -187,7 +180,7 @@ class PrivateRedis:
     """A ``redis-server`` of this test's own on a free port, to kill and restart."""
 
     def __init__(self, tmp_path: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.dir = tmp_path
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,7 +21,14 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from .servers import LoopbackServer, Reply, Seen, preloaded_gunicorn, server_process
+from .servers import (
+    LoopbackServer,
+    Reply,
+    Seen,
+    free_port,
+    preloaded_gunicorn,
+    server_process,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 AUDIENCE = "https://api.example"
@@ -36,13 +42,6 @@ def introspection(seen: Seen) -> Reply:
         return Reply(200, {"active": False}, delay=0.005)
     answer = {"active": True, "sub": token[4:], "aud": AUDIENCE, "scope": "profile"}
     return Reply(200, answer, delay=0.005)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def ask(port: int, token: str | None) -> tuple[int, str, str]:
@@ -59,7 +58,7 @@ def ask(port: int, token: str | None) -> tuple[int, str, str]:
 
 @contextmanager
 def gunicorn(endpoint: str, log: Path) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ)
     env.update(
         BEARERGUARD_TEST_INTROSPECT_URL=endpoint,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import time
 import uuid
 import warnings
@@ -41,7 +40,7 @@ from .jwtkit import (
     make_token,
     protected_app,
 )
-from .servers import TCPProxy
+from .servers import TCPProxy, free_port
 
 pytestmark = pytest.mark.services
 
@@ -338,18 +337,10 @@ def test_a_process_ignores_its_own_messages_and_garbage(shared: Shared) -> None:
 # -- outages -------------------------------------------------------------------------
 
 
-def _closed_port() -> int:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    port: int = probe.getsockname()[1]
-    probe.close()
-    return port
-
-
 def test_without_redis_a_process_serves_from_local_state(
     shared: Shared, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = shared.store(f"redis://127.0.0.1:{_closed_port()}/13")
+    store = shared.store(f"redis://127.0.0.1:{free_port()}/13")
     started = time.monotonic()
     assert not store.is_revoked(KEY, info(), time.time())
     assert time.monotonic() - started < 1.5, "a refused connection must not hold requests"
@@ -362,7 +353,7 @@ def test_without_redis_a_process_serves_from_local_state(
 
 
 def test_max_outage_turns_to_503_after_the_limit(shared: Shared, clock: FakeClock) -> None:
-    store = shared.store(f"redis://127.0.0.1:{_closed_port()}/13", clock=clock, max_outage=30)
+    store = shared.store(f"redis://127.0.0.1:{free_port()}/13", clock=clock, max_outage=30)
     app, _, _ = _app(store, clock)
     client = app.test_client()
     headers = {"Authorization": "Bearer tok-a"}
@@ -618,7 +609,7 @@ def test_a_store_composed_with_a_broadcast_shares_as_the_shorthand_does(shared: 
 
 def test_a_composed_store_turns_to_503_after_max_outage(clock: FakeClock) -> None:
     broadcast = RedisBroadcast(
-        f"redis://127.0.0.1:{_closed_port()}/13", max_outage=30, backoff=(0.02, 0.2)
+        f"redis://127.0.0.1:{free_port()}/13", max_outage=30, backoff=(0.02, 0.2)
     )
     store = RevocationStore(clock=clock, broadcast=broadcast)
     try:

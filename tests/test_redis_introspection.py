@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -27,7 +26,7 @@ from bearerguard.validators import IntrospectionTokenValidator
 from bearerguard.validators.jwt import ANY_AUDIENCE
 
 from .conftest import FakeClock
-from .servers import LoopbackServer, Reply, Seen
+from .servers import LoopbackServer, Reply, Seen, free_port
 
 pytestmark = pytest.mark.services
 
@@ -159,10 +158,7 @@ def test_a_forged_or_foreign_answer_is_ignored(
 def test_without_redis_each_worker_asks_the_server(
     server: LoopbackServer, worker: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    probe = socket.socket()
-    probe.bind(("127.0.0.1", 0))
-    down = f"redis://127.0.0.1:{probe.getsockname()[1]}/13"
-    probe.close()
+    down = f"redis://127.0.0.1:{free_port()}/13"  # nothing listens there
     answers(server).tokens[TOKEN] = {"active": True, "sub": "alice"}
     caplog.set_level(logging.WARNING, "bearerguard")
     for validator in (worker(url=down), worker(url=down)):
