@@ -26,7 +26,6 @@ from ..cache import AtomicCounter, TokenCache
 from ..errors import (
     BearerGuardError,
     InsufficientScopeError,
-    InvalidTokenError,
     MissingTokenError,
     TokenExpiredError,
     TokenRevokedError,
@@ -44,7 +43,7 @@ from .metadata import ResourceMetadata
 from .proxies import TrustedProxies
 from .refusing import Refusing
 from .requirements import Requirement
-from .revoking import Revoking
+from .revoking import Revoking, check_lifetime
 from .routing import Router, check_registrable, scheme_credentials
 from .sender import DPoPMode, DPoPScheme, check_mode, is_dpop
 from .stats import GuardStats, validator_stats
@@ -381,7 +380,7 @@ class Guard(Refusing, Revoking):
                 info = dataclasses.replace(info, confirmation=cnf)
         limit = self.revocations.max_token_lifetime
         if limit is not None:
-            _check_lifetime(info, limit)
+            check_lifetime(info, limit)
         return info
 
     # -- observability ------------------------------------------------------------
@@ -405,14 +404,3 @@ def _no_hit(
 ) -> None:
     """``try_cached`` of a guard that takes DPoP only: every request is decided in full."""
     return None
-
-
-def _check_lifetime(info: TokenInfo, limit: float) -> None:
-    """Refuse a token that may outlive ``limit`` seconds: a subject or client
-    rule is kept only that long, and must not lapse while a token it covers lives."""
-    if info.expires_at is None:
-        raise InvalidTokenError("token states no expiry")
-    if info.issued_at is None:
-        raise InvalidTokenError("token states no issue time")
-    if info.expires_at - info.issued_at > limit:
-        raise InvalidTokenError("token lifetime exceeds the limit")

@@ -12,13 +12,13 @@ from collections.abc import Callable
 
 from .._log import fingerprint, logger
 from ..cache import TokenCache
-from ..errors import TokenExpiredError, TokenRevokedError, UnknownTokenError
+from ..errors import InvalidTokenError, TokenExpiredError, TokenRevokedError, UnknownTokenError
 from ..revocation import RevocationStore
 from .credentials import digest
 from .routing import Router
 from .tokeninfo import TokenInfo
 
-__all__ = ["Revoking"]
+__all__ = ["Revoking", "check_lifetime"]
 
 
 class Revoking:
@@ -104,3 +104,14 @@ class Revoking:
     def _evict_key(self, key: bytes) -> None:
         if self.cache is not None:
             self.cache.evict(key)
+
+
+def check_lifetime(info: TokenInfo, limit: float) -> None:
+    """Refuse a token that may outlive ``limit`` seconds: a subject or client
+    rule is kept only that long, and must not lapse while a token it covers lives."""
+    if info.expires_at is None:
+        raise InvalidTokenError("token states no expiry")
+    if info.issued_at is None:
+        raise InvalidTokenError("token states no issue time")
+    if info.expires_at - info.issued_at > limit:
+        raise InvalidTokenError("token lifetime exceeds the limit")
