@@ -22,14 +22,14 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-KINDS = ("none", "floor", "hit", "limit", "miss", "raw")
+KINDS = ("none", "floor", "hit", "limit", "miss", "verify", "raw")
 
 
 def _child(kind: str, count: int) -> None:
     """One process's work: the set-up every kind shares, then ``count`` requests of ``kind``."""
     from .apps import make_app
     from .cases_jwt import bearerguard_jwt_protector
-    from .cases_limits import digest_lookup, verify_parts
+    from .cases_limits import digest_lookup, verify_parts, verifying
     from .harness import environ_for
     from .tokens import ISSUER, Minter, jwks, new_key
 
@@ -40,6 +40,7 @@ def _child(kind: str, count: int) -> None:
         "floor": make_app("floor"),
         "hit": make_app("hit", protector("profile")),
         "limit": make_app("limit", digest_lookup(tokens[:1])),
+        "verify": make_app("verify", verifying(key)),
     }
     status: list[str] = []
 
@@ -57,9 +58,10 @@ def _child(kind: str, count: int) -> None:
     if kind in ("floor", "hit", "limit"):
         for environ in same:
             apps[kind](environ, start_response)
-    elif kind == "miss":
+    elif kind in ("miss", "verify"):
+        app = apps["hit" if kind == "miss" else "verify"]
         for environ in fresh:
-            apps["hit"](environ, start_response)
+            app(environ, start_response)
     elif kind == "raw":
         for found, signing_input, signature in parts:
             found.verify("ES256", signing_input, signature)
@@ -96,6 +98,8 @@ def main(argv: list[str]) -> int:
     print(f"hit - floor         {per['hit'] - per['floor']:12,.0f}")
     print(f"limit - floor       {per['limit'] - per['floor']:12,.0f}")
     print(f"miss - floor - raw  {per['miss'] - per['floor'] - per['raw']:12,.0f}")
+    print(f"verify - floor - raw{per['verify'] - per['floor'] - per['raw']:12,.0f}")
+    print(f"miss - verify       {per['miss'] - per['verify']:12,.0f}")
     return 0
 
 

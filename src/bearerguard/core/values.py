@@ -40,10 +40,12 @@ def number_or_none(value: object) -> float | None:
     An int in range is returned as it is: the very object in the claims, where
     a float() copy would cost 24 bytes per cached token and time claim.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
+    # The exact type first: what JSON gives (bool's type is not int), and a
+    # test cheaper than the isinstance below it, four times per cache miss.
     if type(value) is int:
         return value if -_MAX_EXACT <= value <= _MAX_EXACT else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
     try:
         number = float(value)
     except OverflowError:

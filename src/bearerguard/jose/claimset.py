@@ -65,6 +65,7 @@ def _share(value: Any) -> Any:
 
 
 _CONTAINERS = frozenset({list, dict})
+_intern = sys.intern
 #: Claims whose values repeat from token to token (not jti, exp, sub...).
 _SHARED_NAMES = frozenset(
     {"iss", "aud", "azp", "client_id", "scope", "typ", "alg", "kid", "token_use", "acr", "type"}
@@ -73,18 +74,19 @@ _SHARED_NAMES = frozenset(
 
 def _shared_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
     """The claims with repeating strings shared, and lists and objects frozen."""
-    shared: dict[str, Any] = {}
+    # Names interned in one comprehension (a C loop over the items), then the
+    # few values that need more fixed in place: once per cache miss, and half
+    # the cost of one loop testing every value's type.
+    shared = {_intern(name): value for name, value in claims.items()}
     known = _shared_values
-    for name, value in claims.items():
-        kind = type(value)
-        if kind is str:
-            # Once per cache miss for every claim: a known value is one dict
-            # lookup here, not a call of _share (a third of this function).
-            if name in _SHARED_NAMES:
-                value = known.get(value) or _share(value)
-        elif kind in _CONTAINERS:
-            value = freeze(value)
-        shared[sys.intern(name)] = value
+    for name in _SHARED_NAMES.intersection(shared):
+        value = shared[name]
+        if type(value) is str:
+            shared[name] = known.get(value) or _share(value)
+    if _CONTAINERS.intersection(map(type, shared.values())):
+        for name, value in shared.items():
+            if type(value) in _CONTAINERS:
+                shared[name] = freeze(value)
     return shared
 
 
