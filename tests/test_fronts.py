@@ -205,6 +205,34 @@ def test_token_in_two_places_is_invalid_request(
     refused(answer, 400, "invalid_request", "access token sent in more than one place")
 
 
+def test_settings_changed_after_a_token_is_cached_hold_for_its_next_request(make: Any) -> None:
+    """A cached token is answered from the cache only while nothing else must
+    be checked: turning query tokens on, or the cache off, after it was
+    cached takes effect on the very next request."""
+    setup = make()
+    token = setup.backend.mint()
+    assert setup.client.get("/r", setup.bearer(token)).status == 200  # now cached
+    setup.protector.allow_query_token = True
+    answer = setup.client.get("/r", setup.bearer(token), query={"access_token": token})
+    refused(answer, 400, "invalid_request", "access token sent in more than one place")
+    setup.protector.allow_query_token = False
+    setup.protector.max_token_length = len(token) - 1
+    refused(setup.client.get("/r", setup.bearer(token)), 400, "invalid_request")
+    setup.protector.max_token_length = len(token)
+    assert setup.client.get("/r", setup.bearer(token)).status == 200
+    setup.protector.cache = None
+    before = setup.protector.stats()["validations"]["accepted"]
+    assert setup.client.get("/r", setup.bearer(token)).status == 200
+    assert setup.protector.stats()["cache"] is None
+    assert setup.protector.stats()["validations"]["accepted"] == before + 1
+
+
+def test_a_cache_set_on_a_protector_serves_it_alone(make: Any) -> None:
+    first, second = make(), make()
+    with pytest.raises(ValueError, match="serves another ResourceProtector"):
+        second.protector.cache = first.protector.cache
+
+
 def test_malformed_query_token_is_invalid_request(make: Any) -> None:
     answer = make(allow_query_token=True).client.get("/r", query={"access_token": "a b"})
     refused(answer, 400, "invalid_request")

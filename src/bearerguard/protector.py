@@ -292,9 +292,12 @@ class ResourceProtector(Front):
                 environ = _request_context().request.environ
             except LookupError:  # outside a request: Flask's own RuntimeError
                 environ = _request_now().environ
-            header = environ.get("HTTP_AUTHORIZATION")
-            bearer_hit = dpop != "required"  # a DPoP-only view is never answered by one
-            info = guard.try_cached(header, requirement, _oauth_request) if bearer_hit else None
+            # A DPoP-only view is never answered by a Bearer hit.
+            info = (
+                guard.try_cached(environ.get("HTTP_AUTHORIZATION"), requirement, _oauth_request)
+                if dpop != "required"
+                else None
+            )
             if info is None:
                 info = guard.authorize(self._credentials(), requirement, optional, dpop)
                 if info is not None and info.dpop_nonce is not None:
@@ -304,8 +307,10 @@ class ResourceProtector(Front):
                 current.__dict__.update({_G_TOKEN: None, _G_DETACHED: None})
                 return
             if info.reattach is None:
-                setattr(current, _G_TOKEN, info.token)
-                setattr(current, _G_DETACHED, None)
+                # _G_TOKEN and _G_DETACHED, stored by name: a specialised store
+                # where setattr() is a call, on every hit.
+                current.authlib_server_oauth2_token = info.token
+                current._bearerguard_detached = None
             else:
                 # A cached ORM row's detached copy, re-attached on demand; code
                 # reading g.authlib_server_oauth2_token gets current_token itself.

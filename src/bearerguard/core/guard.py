@@ -85,14 +85,14 @@ class Guard(Refusing, Revoking):
         #: What this guard publishes (RFC 9728), None without ``resource=``.
         self.metadata = ResourceMetadata(resource) if isinstance(resource, str) else resource
         self.clock = clock
-        self.cache = TokenCache(clock=clock) if cache is DEFAULT_CACHE else cache
-        if self.cache is not None:
-            self.cache.bind(self)  # one guard's validations, never another's
+        self._cache = TokenCache(clock=clock) if cache is DEFAULT_CACHE else cache
+        if self._cache is not None:
+            self._cache.bind(self)  # one guard's validations, never another's
         self.revocations = revocations if revocations is not None else RevocationStore(clock=clock)
         self.revocations.add_listener(self._evict_key)
-        self.allow_form_token = allow_form_token
-        self.allow_query_token = allow_query_token
-        self.max_token_length = max_token_length
+        self._allow_form_token = allow_form_token
+        self._allow_query_token = allow_query_token
+        self._max_token_length = max_token_length
         #: The registered validators, and which one a token goes to.
         self.router = Router()
         # The router's own containers, read on every request without a hop.
@@ -111,6 +111,7 @@ class Guard(Refusing, Revoking):
         #: The DPoP scheme's settings and checks (RFC 9449).
         self.sender = DPoPScheme(dpop, dpop_proofs, dpop_public_url, dpop_nonce)
         self.dpop = self.sender.mode
+        self._open_lane()
         #: The proxies whose headers are believed (certificates, DPoP's htu).
         self.trusted_proxies = proxies_of(trusted_proxies)
         #: Which certificate a request came with (RFC 8705); None: certificate-bound
@@ -136,6 +137,59 @@ class Guard(Refusing, Revoking):
 
     # -- configuration ---------------------------------------------------------
 
+    @property
+    def cache(self) -> TokenCache | None:
+        """The token cache in front of the validators; None: every request validates."""
+        return self._cache
+
+    @cache.setter
+    def cache(self, cache: TokenCache | None) -> None:
+        if cache is not None:
+            cache.bind(self)
+        self._cache = cache
+        self._open_lane()
+
+    @property
+    def allow_form_token(self) -> bool:
+        """Accept an ``access_token`` form field (RFC 6750 §2.2)."""
+        return self._allow_form_token
+
+    @allow_form_token.setter
+    def allow_form_token(self, allow: bool) -> None:
+        self._allow_form_token = allow
+        self._open_lane()
+
+    @property
+    def allow_query_token(self) -> bool:
+        """Accept an ``access_token`` query parameter (RFC 6750 §2.3)."""
+        return self._allow_query_token
+
+    @allow_query_token.setter
+    def allow_query_token(self, allow: bool) -> None:
+        self._allow_query_token = allow
+        self._open_lane()
+
+    @property
+    def max_token_length(self) -> int:
+        """The longest token read; a longer one is a 400."""
+        return self._max_token_length
+
+    @max_token_length.setter
+    def max_token_length(self, length: int) -> None:
+        self._max_token_length = length
+        self._open_lane()
+
+    def _open_lane(self) -> None:
+        """Decide, once per setting change rather than on every request, whether
+        ``try_cached`` may answer at all: ``_lane`` is the cache then, else None.
+
+        Not with a token that may come from elsewhere than the header (it must
+        be refused when sent twice), nor with a request check the user wrote.
+        """
+        closed = self._request_checks or self._allow_query_token or self._allow_form_token
+        self._lane = None if closed else self._cache
+        self._longest_header = self._max_token_length + 7  # "Bearer " and the token
+
     def register_token_validator(self, validator: TokenValidator) -> None:
         """Add a validator for its ``TOKEN_TYPE`` (``Authorization`` scheme).
 
@@ -148,6 +202,7 @@ class Guard(Refusing, Revoking):
         # resource (RFC 8707), or refuses, before it is routed to.
         validator.bind(self)
         self.router.register(validator)
+        self._open_lane()  # a request check the validator brings closes it
 
     @property
     def validators(self) -> list[TokenValidator]:
@@ -177,13 +232,12 @@ class Guard(Refusing, Revoking):
         tokens that passed ``parse_authorization`` are cached (for a JWT, that
         check would be the hit's largest cost).
         """
-        cache = self.cache
-        if cache is None or self._request_checks or self.allow_query_token or self.allow_form_token:
-            return None
+        cache = self._lane
         if (
-            authorization is None
+            cache is None
+            or authorization is None
             or authorization[:7] != "Bearer "
-            or len(authorization) > self.max_token_length + 7
+            or len(authorization) > self._longest_header
         ):
             return None
         token = authorization[7:]
@@ -196,11 +250,12 @@ class Guard(Refusing, Revoking):
             self._missed = (token, key)
             return None
         info = entry.info
-        # A certificate-bound token needs the request's certificate: authorize.
-        if (
-            info.expiry_check is not None
-            or info.confirmation is not None
-            or (info.hooks is not None and hook_request is None)
+        # Not plain: a certificate-bound token needs the request's certificate,
+        # an is_expired() token its question asked (authorize does both); hooks
+        # need their request.
+        plain = entry.plain
+        if not plain and (
+            info.expiry_check is not None or info.confirmation is not None or hook_request is None
         ):
             return None
         revocations = self.revocations
@@ -211,7 +266,7 @@ class Guard(Refusing, Revoking):
         ) and revocations.is_revoked(key, info, now):
             return None
         cache.hits.bump()
-        if info.hooks is not None:
+        if not plain:  # the validator's per-request hooks
             return self._admit(info, requirement, hook_request)  # type: ignore[arg-type]
         scopes_ok = requirement.scopes_ok
         if (scopes_ok is not None and not scopes_ok(info.scopes)) or requirement.claims:
