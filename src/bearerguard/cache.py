@@ -107,14 +107,25 @@ class _Done:
 
 
 class _Flight:
-    """One validation in progress; concurrent misses wait on ``done``."""
+    """One validation in progress; concurrent misses wait on ``done``.
+
+    ``done`` is made by the first waiter, not by the leader: most misses have
+    no waiter, and a latch is a lock allocated and taken. Both sides touch it
+    under the cache's lock only, so a waiter's latch exists by the time the
+    leader, under that lock, takes its flight out, and is then released.
+    """
 
     __slots__ = ("done", "error", "info")
 
     def __init__(self) -> None:
-        self.done = _Done()
+        self.done: _Done | None = None
         self.info: TokenInfo | None = None
         self.error: BaseException | None = None
+
+    def finish(self) -> None:
+        """Release the waiters, if any came (``done`` read under the cache's lock)."""
+        if self.done is not None:
+            self.done.set()
 
 
 # Every live cache, so a forked child can replace locks that a parent thread
@@ -254,12 +265,16 @@ class TokenCache:
                 self.negative_hits.bump()
                 raise refused[0](refused[1])
             flight = self._flights.get(key)
-            leader = flight is None
             if flight is None:
                 flight = self._flights[key] = _Flight()
                 self.misses.bump()
-        if not leader:
-            return self._wait(flight)
+                done = None
+            else:
+                done = flight.done
+                if done is None:
+                    done = flight.done = _Done()
+        if done is not None:
+            return self._wait(flight, done)
         return self._lead(key, flight, loader)
 
     def _lead(self, key: bytes, flight: _Flight, loader: Callable[[], TokenInfo]) -> TokenInfo:
@@ -272,7 +287,9 @@ class TokenCache:
                 if self._flights.get(key) is flight:
                     del self._flights[key]
                     self._remember_refusal(key, exc)
-            flight.done.set()
+                # Under the lock: a waiter that found the flight made its latch
+                # before we could take the lock; none can find it from now on.
+                flight.finish()
             raise
         with self._lock:
             # Not ours any more: evict() ran while we validated, so this answer
@@ -280,7 +297,7 @@ class TokenCache:
             if self._flights.get(key) is flight:
                 del self._flights[key]
                 self._put_locked(key, info, self.clock())
-        flight.done.set()
+            flight.finish()
         return info
 
     def _remember_refusal(self, key: bytes, exc: BaseException) -> None:
@@ -288,9 +305,9 @@ class TokenCache:
         if isinstance(exc, InvalidTokenError) and exc.cacheable and self.negative_ttl > 0:
             self._negative[key] = (type(exc), exc.description)
 
-    def _wait(self, flight: _Flight) -> TokenInfo:
+    def _wait(self, flight: _Flight, done: _Done) -> TokenInfo:
         self.waits.bump()
-        if not flight.done.wait(self.wait_timeout):
+        if not done.wait(self.wait_timeout):
             raise ValidatorUnavailableError("token validation timed out")
         if flight.error is not None:
             error = flight.error
