@@ -48,16 +48,30 @@ class CacheEntry:
     """One cached validation: the token's facts and when the entry lapses.
 
     ``plain``: the token needs nothing per request beyond the scope check and
-    the deny-list (no ``is_expired()``, no certificate binding, no hooks),
-    decided once here so that a hit tests one slot, not three fields.
+    the deny-list, decided once at insert, so that a hit tests one attribute
+    rather than three fields. A class attribute, not a slot: a slot would
+    cost every cached token 16 bytes.
     """
 
-    __slots__ = ("deadline", "info", "plain")
+    __slots__ = ("deadline", "info")
+    plain = True
 
     def __init__(self, info: TokenInfo, deadline: float) -> None:
         self.info = info
         self.deadline = deadline
-        self.plain = info.expiry_check is None and info.confirmation is None and info.hooks is None
+
+
+class _CheckedEntry(CacheEntry):
+    """An entry whose token asks more of each request: ``is_expired()``, a
+    certificate binding (RFC 8705) or the validator's hooks."""
+
+    __slots__ = ()
+    plain = False
+
+
+def _entry(info: TokenInfo, deadline: float) -> CacheEntry:
+    plain = info.expiry_check is None and info.confirmation is None and info.hooks is None
+    return (CacheEntry if plain else _CheckedEntry)(info, deadline)
 
 
 class AtomicCounter:
@@ -343,7 +357,7 @@ class TokenCache:
         while len(index) >= self.maxsize:
             del index[next(iter(index))]
             self.evictions.bump()
-        entry = CacheEntry(info, deadline)
+        entry = _entry(info, deadline)
         index[key] = entry
         heapq.heappush(heap, (deadline, key))
         if len(heap) > 2 * len(index) + _HEAP_SLACK:

@@ -9,6 +9,7 @@ the wild: the seed-era one (a ``revoked`` boolean) and Authlib 1.x's
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 import weakref
@@ -123,14 +124,16 @@ def prepare_cached_row(validator: BearerTokenValidator, info: TokenInfo, guard: 
     if guard is not None:
         _watch(type(row), guard, validator.token_attribute)
     if session is None:
-        return info._replace(**changes) if changes else info
+        return dataclasses.replace(info, **changes) if changes else info
     secrets = {validator.token_attribute, *_TOKEN_COLUMNS}
     copy = _detached_copy(row, secrets)
     check = info.expiry_check
     if check is not None and getattr(check, "__self__", None) is row:
         # A hit asks the cached copy, never the row of the request that cached it.
         check = getattr(copy, check.__name__)
-    return info._replace(token=copy, reattach=_Reattach(session), expiry_check=check, **changes)
+    return dataclasses.replace(
+        info, token=copy, reattach=_Reattach(session), expiry_check=check, **changes
+    )
 
 
 def _authorization_claims(row: Any) -> Mapping[str, frozenset[str]] | None:

@@ -13,6 +13,7 @@ attributes, that :meth:`Guard.render` turns into the same bytes for every front.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 import time
@@ -323,7 +324,7 @@ class Guard(Refusing, Revoking):
                 token, reattach = info.token, info.reattach
                 if reattach is not None and policy.validate_token is not None:
                     token = call_hook(reattach, token)
-                    info = info._replace(token=token, reattach=None)
+                    info = dataclasses.replace(info, token=token, reattach=None)
                 policy.check(info, token, requirement, hook_request())
         except BearerGuardError as error:
             if isinstance(error, InsufficientScopeError) and error.scope is None:
@@ -431,7 +432,7 @@ class Guard(Refusing, Revoking):
                 cnf if cnf is not None else call_hook(confirmation_of, info.token)
             )
             if cnf is not info.confirmation:  # a model's x5t_s256: kept for every request
-                info = info._replace(confirmation=cnf)
+                info = dataclasses.replace(info, confirmation=cnf)
         limit = self.revocations.max_token_lifetime
         if limit is not None:
             check_lifetime(info, limit)

@@ -9,6 +9,7 @@ rest to the opaque validators in order.
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import math
 import re
 from collections.abc import Callable
@@ -105,7 +106,7 @@ class Router:
         else:
             info = call_hook(entry, token, jws[0], payload)
         if info.revocation_key is None:  # a JWT validator of the user's own
-            info = info._replace(revocation_key=signed_content_key(token))
+            info = dataclasses.replace(info, revocation_key=signed_content_key(token))
         return self._with_policy(info, self.jwt[issuer]) if self._policies else info
 
     def first_valid(
@@ -131,7 +132,7 @@ class Router:
 
     def _with_policy(self, info: TokenInfo, validator: TokenValidator) -> TokenInfo:
         policy = self._policies.get(id(validator))
-        return info if policy is None else info._replace(hooks=policy)
+        return info if policy is None else dataclasses.replace(info, hooks=policy)
 
     def revocation_key(self, key: bytes, token: str) -> bytes:
         """The deny-list key a validation of ``token`` would carry (``key``, its

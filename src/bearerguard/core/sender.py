@@ -12,6 +12,7 @@ comes here.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import BearerGuardError, TokenExpiredError, UnsupportedTokenTypeError
@@ -139,7 +140,7 @@ class DPoPScheme:
         if X5T_S256 in confirmation:  # bound to a certificate too (RFC 8705): both must match
             guard.check_certificate(confirmation, credentials)
         # Per request, on a copy: the cached info is every request's.
-        return info if proof.next_nonce is None else info._replace(dpop_nonce=proof.next_nonce)
+        return info if proof.next_nonce is None else replace(info, dpop_nonce=proof.next_nonce)
 
     def _validated(self, guard: Guard, token: str, token_digest: bytes) -> TokenInfo:
         """The token's validation, from the cache under a key of its own."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..validators.base import TokenValidator
@@ -39,14 +40,9 @@ class Reattach(Protocol):
         ...
 
 
-class TokenInfo(NamedTuple):
-    """A validated token and what the hot path checks on every hit.
-
-    Immutable, as the cache shares it between requests: ``info._replace(...)``
-    makes a changed copy. A named tuple, not a frozen dataclass: one is built
-    on every cache miss, and a frozen dataclass's ``__init__`` (one
-    ``object.__setattr__`` per field) cost 1.8 µs of it, a tuple's 0.45 µs.
-    """
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A validated token and what the hot path checks on every hit."""
 
     #: What ``current_token`` resolves to: an ORM row, an object, or a claims
     #: mapping (the user's type, hence ``Any``).

@@ -294,7 +294,7 @@ class JWTBearerTokenValidator(TokenValidator):
         assert claims is not None
         unbound = {name: value for name, value in claims.items() if name != "cnf"}
         info = self.validate_jws(token_string, header, unbound)
-        return info._replace(confirmation=cnf)
+        return dataclasses.replace(info, confirmation=cnf)
 
     def signing_key(self, header: Mapping[str, Any]) -> VerifyKey:
         """The configured key for the header's ``kid`` and ``alg`` (an allowed one).
