@@ -10,6 +10,7 @@ from flask import Flask, jsonify
 
 from bearerguard import ResourceProtector, current_token
 from bearerguard.errors import InvalidTokenError
+from bearerguard.jose import jws
 from bearerguard.transport import HTTPClient
 from bearerguard.validators import BearerTokenValidator
 from bearerguard.validators.base import TokenInfo
@@ -26,6 +27,7 @@ from .jwtkit import (
     assert_refused,
     cached_keypair,
     call,
+    claims,
     fetches,
     jwks,
     loopback_client,
@@ -407,3 +409,62 @@ def test_overriding_validate_instead_of_validate_jws_is_a_type_error() -> None:
         class Wrapped(JWTBearerTokenValidator):
             def validate(self, token_string: str) -> TokenInfo:
                 raise InvalidTokenError("never")
+
+
+# -- the header memo (bearerguard.jose.jws) ---------------------------------------------
+
+
+def test_tokens_of_one_key_share_one_read_only_header(
+    protector: ResourceProtector, validator: CountingValidator, clock: FakeClock
+) -> None:
+    """Every token of a key repeats its header: a miss decodes it once per key,
+    and the cached tokens hold one header object, which refuses changes."""
+    seen: list[Any] = []
+    app = Flask(__name__)
+
+    @app.get("/h")
+    @protector()
+    def header() -> Any:
+        seen.append(current_token.header)
+        return jsonify(dict(current_token.header))
+
+    for _ in range(3):
+        response = app.test_client().get("/h", headers={"Authorization": f"Bearer {token(clock)}"})
+        assert response.status_code == 200
+        assert response.get_json() == {"alg": "RS256", "kid": "rsa-1", "typ": "at+jwt"}
+    assert seen[0] is seen[1] is seen[2]
+    with pytest.raises(TypeError):
+        seen[0]["alg"] = "none"
+
+
+def test_a_loose_spelling_of_a_memoised_header_is_still_malformed(
+    app: Flask, clock: FakeClock
+) -> None:
+    """The memo answers for the exact segment it was filled with: the same
+    header with a character outside base64url (which a lenient decoder skips,
+    and a b64token allows) is refused as before."""
+    good = token(clock)
+    assert call(app, good).status == 200  # its header segment is memoised now
+    head, body, signature = token(clock).split(".")
+    for loose in (head + "~~~~", "~~~~" + head, f"{head[:8]}~~~~{head[8:]}"):
+        bad = f"{loose}.{body}.{signature}"
+        assert_refused(call(app, bad), "malformed token")
+
+
+def test_the_header_memo_stays_bounded_and_right(
+    protector: ResourceProtector, clock: FakeClock
+) -> None:
+    """Tokens of 300 distinct headers (a memo of 256) over 12 keys: each still
+    verified against its own key, one naming another key's kid still refused."""
+
+    keys = [cached_keypair("ES256", f"memo-{n}") for n in range(12)]
+    protector.register_token_validator(
+        JWTBearerTokenValidator(ISSUER, AUDIENCE, jwks=jwks(*keys), clock=clock)
+    )
+    app = protected_app(protector)
+    for n in range(300):  # 300 distinct headers: kid and an extra member
+        key = keys[n % len(keys)]
+        assert call(app, make_token(key, now=clock(), header={"n": str(n)})).status == 200
+        assert len(jws._HEADERS) <= jws._HEADERS_MAX
+    other = keys[1].sign(claims(clock()), {"typ": "at+jwt", "kid": keys[0].kid})
+    assert_refused(call(app, other), "invalid signature")

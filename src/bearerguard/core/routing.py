@@ -22,6 +22,7 @@ from ..errors import (
     UnknownTokenError,
     ValidatorUnavailableError,
 )
+from ..jose.jws import known_header, remember_header
 from ..validators.base import TokenValidator
 from .credentials import signed_content_digest
 from .hooks import Policy, RequestCheck, call_hook, policy_of, request_checks
@@ -256,9 +257,12 @@ def peek_jws(token: str) -> tuple[dict[str, Any], dict[str, Any] | None] | None:
     if token.count(".") != 2:
         return None
     head, body, _ = token.split(".")
-    header = _json_segment(head)
-    if header is None or "alg" not in header:
-        return None
+    header = known_header(head)
+    if header is None:
+        decoded = _json_segment(head)
+        if decoded is None or "alg" not in decoded:
+            return None
+        header = remember_header(head, decoded)
     return header, _json_segment(body)
 
 

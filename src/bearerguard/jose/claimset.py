@@ -31,7 +31,10 @@ class AccessTokenClaims(ReadOnlyClaims):
     __slots__ = ("header",)
 
     def __init__(self, claims: Mapping[str, Any], header: Mapping[str, Any] | None = None) -> None:
-        dict.__init__(self, _shared_claims(claims))
+        # Built in place, names interned by one C loop, then the few values to
+        # share or freeze replaced: no intermediate dict on every cache miss.
+        dict.__init__(self, zip(map(_intern, claims), claims.values(), strict=True))
+        _share_values(self)
         self.header: Mapping[str, Any] = _shared_header(header or {})
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -73,21 +76,25 @@ _SHARED_NAMES = frozenset(
 
 
 def _shared_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
-    """The claims with repeating strings shared, and lists and objects frozen."""
-    # Names interned in one comprehension (a C loop over the items), then the
-    # few values that need more fixed in place: once per cache miss, and half
-    # the cost of one loop testing every value's type.
-    shared = {_intern(name): value for name, value in claims.items()}
-    known = _shared_values
-    for name in _SHARED_NAMES.intersection(shared):
-        value = shared[name]
-        if type(value) is str:
-            shared[name] = known.get(value) or _share(value)
-    if _CONTAINERS.intersection(map(type, shared.values())):
-        for name, value in shared.items():
-            if type(value) in _CONTAINERS:
-                shared[name] = freeze(value)
+    """The claims with names interned, repeating strings shared, and lists and
+    objects frozen."""
+    shared = dict(zip(map(_intern, claims), claims.values(), strict=True))
+    _share_values(shared)
     return shared
+
+
+def _share_values(claims: dict[str, Any]) -> None:
+    """Share the repeating strings of ``claims`` and freeze its lists and
+    objects, in place (``dict.__setitem__``: a frozen mapping's own refuses)."""
+    known = _shared_values
+    for name in _SHARED_NAMES.intersection(claims):
+        value = claims[name]
+        if type(value) is str:
+            dict.__setitem__(claims, name, known.get(value) or _share(value))
+    if _CONTAINERS.intersection(map(type, claims.values())):
+        for name, value in list(claims.items()):
+            if type(value) in _CONTAINERS:
+                dict.__setitem__(claims, name, freeze(value))
 
 
 def _frozen_header(header: Mapping[str, Any]) -> FrozenDict:
@@ -97,6 +104,8 @@ def _frozen_header(header: Mapping[str, Any]) -> FrozenDict:
 
 
 def _shared_header(header: Mapping[str, Any]) -> Mapping[str, Any]:
+    if type(header) is FrozenDict:
+        return header  # the read-only header every token of its key shares (jose.jws)
     for value in header.values():
         if type(value) is not str:
             # Only headers of strings are shared. 1, 1.0 and True are equal and

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, NamedTuple, NoReturn
 
+from ..core.frozen import freeze
 from ..core.values import json_object
 from ..errors import InvalidTokenError
 from .keys import VerifyKey
@@ -29,6 +30,8 @@ __all__ = [
     "HeaderStep",
     "decode_parts",
     "extract",
+    "known_header",
+    "remember_header",
     "verify_signature",
 ]
 
@@ -88,6 +91,33 @@ class CompactJWS(NamedTuple):
         return _decode_segment(self.encoded_signature, canonical=True)
 
 
+#: Headers decoded from strictly encoded segments, by segment. The tokens of
+#: one key repeat its header byte for byte, so a cache miss decodes a header
+#: once per key rather than once per token, and every cached token of that
+#: key shares one read-only header. It memoises a function of the segment
+#: alone, filled only by this module's own decoding: whoever's tokens fill
+#: it, it answers what decoding would. Full, it is emptied.
+_HEADERS: dict[str, dict[str, Any]] = {}  # FrozenDicts
+_HEADERS_MAX = 256
+
+#: The memoised header of a segment, or None (never seen, or not strict).
+known_header: Callable[[str], dict[str, Any] | None] = _HEADERS.get
+
+
+def remember_header(segment: str, header: dict[str, Any]) -> dict[str, Any]:
+    """``header``, just decoded from ``segment`` by the caller, memoised and
+    returned read-only if the segment is strictly encoded; else as it is."""
+    try:
+        _check_segment(segment)
+    except InvalidTokenError:
+        return header  # refused by extract anyway; never memoised
+    frozen: dict[str, Any] = freeze(header)
+    if len(_HEADERS) >= _HEADERS_MAX:
+        _HEADERS.clear()
+    _HEADERS[segment] = frozen
+    return frozen
+
+
 def extract(
     token: str, peeked: tuple[dict[str, Any] | None, dict[str, Any] | None] | None = None
 ) -> CompactJWS:
@@ -103,7 +133,8 @@ def extract(
         peeked = decode_parts(token)
     else:
         head, _, body = signing_input.partition(".")
-        _check_segment(head)
+        if head not in _HEADERS:  # a memoised segment was checked when memoised
+            _check_segment(head)
         _check_segment(body)
     header, payload = peeked
     if header is None:
@@ -115,7 +146,10 @@ def decode_parts(token: str) -> tuple[dict[str, Any] | None, dict[str, Any] | No
     """The header and payload of a compact token, each a JSON object or None,
     from strictly checked segments (else ``InvalidTokenError``); unverified."""
     head, _, body = token.rpartition(".")[0].partition(".")
-    return json_object(_decode_segment(head)), json_object(_decode_segment(body))
+    header = _HEADERS.get(head)
+    if header is None:
+        header = json_object(_decode_segment(head))
+    return header, json_object(_decode_segment(body))
 
 
 def verify_signature(jws: CompactJWS, key: VerifyKey) -> None:
