@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_dict
 from sqlalchemy.orm.exc import DetachedInstanceError
 
 from ._forksafe import renew_after_fork
@@ -151,17 +151,27 @@ def _authorization_claims(row: Any) -> Mapping[str, frozenset[str]] | None:
     return MappingProxyType({name: values_of(getattr(row, name)) for name in names})
 
 
+#: Each mapper's column attribute names, read once (``mapper.column_attrs``
+#: builds a new collection on every read).
+_columns: dict[Any, tuple[str, ...]] = {}
+
+
 def _detached_copy(row: Any, secrets: set[str]) -> Any:
     state = sa_inspect(row)
     mapper = state.mapper
-    copy = mapper.class_manager.new_instance()
+    names = _columns.get(mapper)
+    if names is None:
+        names = _columns[mapper] = tuple(prop.key for prop in mapper.column_attrs)
     loaded = state.dict
-    for prop in mapper.column_attrs:
-        # The token columns stay out: the cache holds digests, never a raw
-        # token. Unloaded, a read of one goes through current_token's
-        # re-attach and comes from the database.
-        if prop.key in loaded and prop.key not in secrets:
-            set_committed_value(copy, prop.key, loaded[prop.key])
+    copy = mapper.class_manager.new_instance()
+    # The token columns stay out: the cache holds digests, never a raw token.
+    # Unloaded, a read of one goes through current_token's re-attach and
+    # comes from the database. The values go straight into the new instance's
+    # dict: what set_committed_value does to an instance with no history yet
+    # (its commit step has nothing to cancel), without two calls per column.
+    instance_dict(copy).update(
+        {name: loaded[name] for name in names if name in loaded and name not in secrets}
+    )
     make_transient_to_detached(copy)
     return copy
 
