@@ -13,6 +13,7 @@ attributes, that :meth:`Guard.render` turns into the same bytes for every front.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import threading
@@ -134,7 +135,11 @@ class Guard(Refusing, Revoking):
         if mode == "required":
             self.try_cached = _no_hit  # type: ignore[method-assign]
         else:
-            self.__dict__.pop("try_cached", None)
+            # Not self.__dict__.pop(): reading __dict__ turns the instance's
+            # inline attribute values into a dict, and every attribute read on
+            # the hot path into a hashed lookup.
+            with contextlib.suppress(AttributeError):
+                del self.try_cached
 
     # -- configuration ---------------------------------------------------------
 
