@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from flask import Flask
 from prometheus_client import CollectorRegistry, generate_latest
@@ -84,3 +85,44 @@ def test_prometheus_exposition() -> None:
     assert "bearerguard_cache_entries 1.0" in text
     assert "bearerguard_authorization_seconds_count 6.0" in text
     assert "good" not in text  # no token in any label
+
+
+def test_every_asgi_request_is_timed_once() -> None:
+    """The ASGI fronts answer a hit without a coroutine and decide the rest in
+    another step: each request is still one observation, hit, miss or refusal."""
+    from fastapi import FastAPI, Security
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from bearerguard.starlette import BearerMiddleware
+    from bearerguard.starlette import ResourceProtector as ASGIProtector
+
+    headers = [{"Authorization": "Bearer good"}] * 3 + [{"Authorization": "Bearer bad"}, {}]
+    for entry in ("route", "fastapi", "middleware"):
+        protector = ASGIProtector()
+        protector.register_token_validator(knows_good())
+        seen: list[float] = []
+        protector.observe_latency = seen.append
+        if entry == "route":
+
+            async def resource(request: object) -> PlainTextResponse:
+                return PlainTextResponse("ok")
+
+            app: Any = Starlette(routes=[Route("/r", protector.route("read")(resource))])
+        elif entry == "fastapi":
+            app = FastAPI()
+            protector.init_app(app)
+
+            @app.get("/r")
+            async def protected(token: object = Security(protector("read"))) -> str:
+                return "ok"
+        else:
+            app = Starlette(routes=[Route("/r", lambda request: PlainTextResponse("ok"))])
+            app.add_middleware(BearerMiddleware, protector=protector, scope="read")
+        client = TestClient(app)
+        statuses = [client.get("/r", headers=h).status_code for h in headers]
+        assert statuses == [200, 200, 200, 401, 401], entry
+        assert len(seen) == len(headers), entry
+        assert all(0 <= s < 5 for s in seen), entry
