@@ -116,7 +116,7 @@ def test_report_written(run: dict[str, Any]) -> None:
         assert list(run["_out"].glob("*.png"))
 
 
-@pytest.mark.parametrize("kind", ["floor", "hit", "limit", "miss", "raw"])
+@pytest.mark.parametrize("kind", ["floor", "hit", "limit", "miss", "verify", "raw"])
 def test_the_instruction_counters_cases_answer(kind: str) -> None:
     """``python -m benchmarks.instructions`` runs each case under callgrind (too
     slow here); without it, each must still answer every request with 200."""
