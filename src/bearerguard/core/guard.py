@@ -40,6 +40,7 @@ from .connection import ProxyHeaders, proxies_of
 from .credentials import Credentials, digest, token_of
 from .dpop import ProofChecker
 from .hooks import call_hook
+from .lane import LaneSetting
 from .metadata import ResourceMetadata
 from .proxies import TrustedProxies
 from .refusing import Refusing
@@ -155,35 +156,12 @@ class Guard(Refusing, Revoking):
         self._cache = cache
         self._open_lane()
 
-    @property
-    def allow_form_token(self) -> bool:
-        """Accept an ``access_token`` form field (RFC 6750 §2.2)."""
-        return self._allow_form_token
-
-    @allow_form_token.setter
-    def allow_form_token(self, allow: bool) -> None:
-        self._allow_form_token = allow
-        self._open_lane()
-
-    @property
-    def allow_query_token(self) -> bool:
-        """Accept an ``access_token`` query parameter (RFC 6750 §2.3)."""
-        return self._allow_query_token
-
-    @allow_query_token.setter
-    def allow_query_token(self, allow: bool) -> None:
-        self._allow_query_token = allow
-        self._open_lane()
-
-    @property
-    def max_token_length(self) -> int:
-        """The longest token read; a longer one is a 400."""
-        return self._max_token_length
-
-    @max_token_length.setter
-    def max_token_length(self, length: int) -> None:
-        self._max_token_length = length
-        self._open_lane()
+    #: Accept an ``access_token`` form field (RFC 6750 §2.2).
+    allow_form_token: LaneSetting[bool] = LaneSetting()
+    #: Accept an ``access_token`` query parameter (RFC 6750 §2.3).
+    allow_query_token: LaneSetting[bool] = LaneSetting()
+    #: The longest token read; a longer one is a 400.
+    max_token_length: LaneSetting[int] = LaneSetting()
 
     def _open_lane(self) -> None:
         """Decide, once per setting change rather than on every request, whether
