@@ -330,15 +330,16 @@ class Guard(Refusing, Revoking):
                 raise UnsupportedTokenTypeError()
         if self._others:
             found = scheme_credentials(
-                credentials.authorization or "", self._others, self.max_token_length
+                credentials.authorization or "", self._others, self._max_token_length
             )
             if found is not None:
                 return self._authenticate_scheme(credentials, *found)
         token = token_of(
             credentials,
-            max_length=self.max_token_length,
-            query=self.allow_query_token,
-            form=self.allow_form_token,
+            # The settings' own slots: their descriptor's __get__ is a call each.
+            max_length=self._max_token_length,
+            query=self._allow_query_token,
+            form=self._allow_form_token,
         )
         if self._others and "bearer" not in self._schemes:
             raise UnsupportedTokenTypeError()
