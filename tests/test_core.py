@@ -186,3 +186,22 @@ def test_a_cached_token_with_hooks_is_decided_by_them_on_a_hit(clock: FakeClock)
         guard.try_cached("Bearer tok", PROFILE, lambda: "banned")
     assert seen == ["first", "ok", "banned"]
     assert guard.stats()["validations"] == {"accepted": 2, "refused": {"invalid_request": 1}}
+
+
+def test_replaced_is_dataclasses_replace_for_every_field() -> None:
+    """``replaced`` (the miss path's copy of a TokenInfo) changes exactly what
+    it is told to, whichever field, and refuses what TokenInfo has not."""
+    import dataclasses
+
+    from bearerguard.core.tokeninfo import TokenInfo, replaced
+
+    full = TokenInfo(**{f.name: object() for f in dataclasses.fields(TokenInfo)})
+    for field in dataclasses.fields(TokenInfo):
+        new = object()
+        mine = replaced(full, **{field.name: new})
+        assert mine == dataclasses.replace(full, **{field.name: new})
+        assert getattr(mine, field.name) is new
+        assert getattr(full, field.name) is not new  # the original untouched
+    assert replaced(full) == full
+    with pytest.raises(TypeError):
+        replaced(full, not_a_field=1)

@@ -9,7 +9,6 @@ the wild: the seed-era one (a ``revoked`` boolean) and Authlib 1.x's
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import threading
 import weakref
@@ -27,7 +26,7 @@ from ._forksafe import renew_after_fork
 from ._log import logger
 from .core.guard import Guard
 from .core.requirements import AUTHORIZATION_CLAIMS
-from .core.tokeninfo import TokenInfo, register_shared
+from .core.tokeninfo import TokenInfo, register_shared, replaced
 from .core.values import values_of
 from .validators.base import TokenValidator
 from .validators.bearer import BearerTokenValidator
@@ -124,16 +123,14 @@ def prepare_cached_row(validator: BearerTokenValidator, info: TokenInfo, guard: 
     if guard is not None:
         _watch(type(row), guard, validator.token_attribute)
     if session is None:
-        return dataclasses.replace(info, **changes) if changes else info
+        return replaced(info, **changes) if changes else info
     secrets = {validator.token_attribute, *_TOKEN_COLUMNS}
     copy = _detached_copy(row, secrets)
     check = info.expiry_check
     if check is not None and getattr(check, "__self__", None) is row:
         # A hit asks the cached copy, never the row of the request that cached it.
         check = getattr(copy, check.__name__)
-    return dataclasses.replace(
-        info, token=copy, reattach=_Reattach(session), expiry_check=check, **changes
-    )
+    return replaced(info, token=copy, reattach=_Reattach(session), expiry_check=check, **changes)
 
 
 def _authorization_claims(row: Any) -> Mapping[str, frozenset[str]] | None:

@@ -14,7 +14,6 @@ attributes, that :meth:`Guard.render` turns into the same bytes for every front.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import threading
 import time
@@ -49,7 +48,7 @@ from .revoking import Revoking, check_lifetime
 from .routing import Router, check_registrable, scheme_credentials
 from .sender import DPoPMode, DPoPScheme, check_mode, is_dpop
 from .stats import GuardStats, validator_stats
-from .tokeninfo import TokenInfo
+from .tokeninfo import TokenInfo, replaced
 
 __all__ = ["DEFAULT_CACHE", "Guard", "GuardStats"]
 
@@ -307,7 +306,7 @@ class Guard(Refusing, Revoking):
                 token, reattach = info.token, info.reattach
                 if reattach is not None and policy.validate_token is not None:
                     token = call_hook(reattach, token)
-                    info = dataclasses.replace(info, token=token, reattach=None)
+                    info = replaced(info, token=token, reattach=None)
                 policy.check(info, token, requirement, hook_request())
         except BearerGuardError as error:
             if isinstance(error, InsufficientScopeError) and error.scope is None:
@@ -416,7 +415,7 @@ class Guard(Refusing, Revoking):
                 cnf if cnf is not None else call_hook(confirmation_of, info.token)
             )
             if cnf is not info.confirmation:  # a model's x5t_s256: kept for every request
-                info = dataclasses.replace(info, confirmation=cnf)
+                info = replaced(info, confirmation=cnf)
         limit = self.revocations.max_token_lifetime
         if limit is not None:
             check_lifetime(info, limit)

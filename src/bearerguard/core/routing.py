@@ -9,7 +9,6 @@ rest to the opaque validators in order.
 from __future__ import annotations
 
 import binascii
-import dataclasses
 import math
 import re
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from ..jose.jws import known_header, remember_header
 from ..validators.base import TokenValidator
 from .credentials import signed_content_digest
 from .hooks import Policy, RequestCheck, call_hook, policy_of, request_checks
-from .tokeninfo import TokenInfo
+from .tokeninfo import TokenInfo, replaced
 from .values import json_object, number_or_none
 
 __all__ = [
@@ -107,7 +106,7 @@ class Router:
         else:
             info = call_hook(entry, token, jws[0], payload)
         if info.revocation_key is None:  # a JWT validator of the user's own
-            info = dataclasses.replace(info, revocation_key=signed_content_key(token))
+            info = replaced(info, revocation_key=signed_content_key(token))
         return self._with_policy(info, self.jwt[issuer]) if self._policies else info
 
     def first_valid(
@@ -133,7 +132,7 @@ class Router:
 
     def _with_policy(self, info: TokenInfo, validator: TokenValidator) -> TokenInfo:
         policy = self._policies.get(id(validator))
-        return info if policy is None else dataclasses.replace(info, hooks=policy)
+        return info if policy is None else replaced(info, hooks=policy)
 
     def revocation_key(self, key: bytes, token: str) -> bytes:
         """The deny-list key a validation of ``token`` would carry (``key``, its

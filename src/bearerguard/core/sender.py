@@ -12,7 +12,6 @@ comes here.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import BearerGuardError, TokenExpiredError, UnsupportedTokenTypeError
@@ -20,7 +19,7 @@ from .binding import X5T_S256, check_binding
 from .credentials import Credentials, digest, parse_authorization
 from .dpop import NonceIssuer, ProofChecker, normalized_uri
 from .hooks import call_hook
-from .tokeninfo import TokenInfo
+from .tokeninfo import TokenInfo, replaced
 
 if TYPE_CHECKING:
     from .guard import Guard
@@ -140,7 +139,7 @@ class DPoPScheme:
         if X5T_S256 in confirmation:  # bound to a certificate too (RFC 8705): both must match
             guard.check_certificate(confirmation, credentials)
         # Per request, on a copy: the cached info is every request's.
-        return info if proof.next_nonce is None else replace(info, dpop_nonce=proof.next_nonce)
+        return info if proof.next_nonce is None else replaced(info, dpop_nonce=proof.next_nonce)
 
     def _validated(self, guard: Guard, token: str, token_digest: bytes) -> TokenInfo:
         """The token's validation, from the cache under a key of its own."""

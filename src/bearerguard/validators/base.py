@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..core.binding import confirmation_of
-from ..core.tokeninfo import TokenInfo
+from ..core.tokeninfo import TokenInfo, replaced
 from ..core.values import number_or_none, text_or_none, values_of
 from ..errors import InsufficientScopeError
 
@@ -79,7 +78,7 @@ class TokenValidator:
         if info.confirmation is not None:
             return info
         cnf = confirmation_of(info.token)
-        return replace(info, confirmation=cnf) if cnf is not None else info
+        return replaced(info, confirmation=cnf) if cnf is not None else info
 
     def peek_expiry(self, token_string: str) -> float | None:
         """The token's expiry if it can be read without a backend call (for revoke)."""
@@ -212,5 +211,5 @@ def unexpired(info: TokenInfo, now: float) -> TokenInfo | None:
     if token.is_expired():
         return None
     if info.expires_at is not None and now >= info.expires_at:
-        return replace(info, expires_at=None, expiry_check=token.is_expired)
+        return replaced(info, expires_at=None, expiry_check=token.is_expired)
     return info

@@ -10,7 +10,6 @@ first request after it recovers is introspected afresh.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import logging
 import threading
 import time
@@ -23,6 +22,7 @@ from .._log import throttled
 from ..core.binding import is_certificate_only
 from ..core.credentials import digest
 from ..core.frozen import ReadOnlyClaims
+from ..core.tokeninfo import replaced
 from ..core.values import strict_json
 from ..errors import (
     InvalidTokenError,
@@ -212,9 +212,9 @@ class IntrospectionTokenValidator(TokenValidator):
         self._check(answer, bound)
         info = describe_token(IntrospectionToken(answer))
         if answer.get("cnf") is not None:
-            info = dataclasses.replace(info, confirmation=answer["cnf"])
+            info = replaced(info, confirmation=answer["cnf"])
         # No process trusts a shared answer longer than it is shared for.
-        return info if until is None else dataclasses.replace(info, cache_until=until)
+        return info if until is None else replaced(info, cache_until=until)
 
     def introspect(self, token_string: str) -> dict[str, Any]:
         """POST the token (RFC 7662 §2.1); the answer as a JSON object, or 503.

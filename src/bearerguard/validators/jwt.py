@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from ..core.credentials import signed_content_digest
 from ..core.routing import peek_jws
+from ..core.tokeninfo import replaced
 from ..errors import InvalidTokenError
 from ..jose.claims import ANY_AUDIENCE, RFC9068_CLAIMS, AnyAudience, ClaimsPolicy
 from ..jose.claimset import AccessTokenClaims, shared_scopes_of
@@ -294,7 +295,7 @@ class JWTBearerTokenValidator(TokenValidator):
         assert claims is not None
         unbound = {name: value for name, value in claims.items() if name != "cnf"}
         info = self.validate_jws(token_string, header, unbound)
-        return dataclasses.replace(info, confirmation=cnf)
+        return replaced(info, confirmation=cnf)
 
     def signing_key(self, header: Mapping[str, Any]) -> VerifyKey:
         """The configured key for the header's ``kid`` and ``alg`` (an allowed one).
