@@ -83,8 +83,8 @@ class ResourceProtector(Front):
         """The token when the cache answers (most requests), put on
         ``request.state.token``, or ``_MISSED`` for :meth:`_decide`. Not a
         coroutine: the entries call it before awaiting anything, so a hit
-        creates none (a coroutine and its await cost a bare Starlette
-        request about 4 %)."""
+        creates none (a bare Starlette request is about 11 µs, and a
+        coroutine made and awaited is a visible part of that)."""
         if dpop == "required":  # a DPoP-only view is never answered by a Bearer hit
             return _MISSED
         guard = self.guard
