@@ -126,3 +126,35 @@ def test_every_asgi_request_is_timed_once() -> None:
         assert statuses == [200, 200, 200, 401, 401], entry
         assert len(seen) == len(headers), entry
         assert all(0 <= s < 5 for s in seen), entry
+
+
+def test_a_failing_latency_observer_is_a_503_never_a_500() -> None:
+    """``observe_latency`` is a user's callable: what it raises answers 503
+    (behind the hook guard), on a hit, a miss and a refusal, on every front."""
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from bearerguard.starlette import ResourceProtector as ASGIProtector
+
+    def broken(seconds: float) -> None:
+        raise RuntimeError("metrics backend down")
+
+    flask_protector = ResourceProtector()
+    flask_protector.register_token_validator(knows_good())
+    flask_protector.observe_latency = broken
+    flask_client = make_app(flask_protector).test_client()
+    asgi_protector = ASGIProtector()
+    asgi_protector.register_token_validator(knows_good())
+    asgi_protector.observe_latency = broken
+
+    async def resource(request: object) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    asgi = Starlette(routes=[Route("/r", asgi_protector.route("read")(resource))])
+    asgi_client = TestClient(asgi, raise_server_exceptions=False)
+    for header in ("Bearer good", "Bearer good", "Bearer bad"):  # miss, hit, refusal
+        for client in (flask_client, asgi_client):
+            answer = client.get("/r", headers={"Authorization": header})
+            assert answer.status_code == 503, (header, answer.status_code)

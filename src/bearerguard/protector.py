@@ -31,7 +31,7 @@ from werkzeug.local import LocalProxy
 from .core.connection import environ_url
 from .core.credentials import Credentials
 from .core.front import Front, one_scope
-from .core.hooks import adopted
+from .core.hooks import adopted, call_hook
 from .core.requirements import Requirement, ScopeOperator, compile_requirement
 from .core.sender import DPoPMode, check_mode, dpop_values, is_dpop
 from .errors import BearerGuardError
@@ -322,7 +322,7 @@ class ResourceProtector(Front):
                 token_authenticated.send(self, token=token)
         finally:
             if observe is not None:
-                observe(time.perf_counter() - start)
+                call_hook(observe, time.perf_counter() - start)  # a user's callable
 
     def _credentials(self) -> Credentials:
         """This request as the guard reads it (a cache miss, or hooks to run)."""

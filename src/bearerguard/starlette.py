@@ -30,6 +30,7 @@ from ._openapi import bearer_scheme, scheme_parameters
 from .core.connection import header_values, joined_header, scope_certificate, scope_peer
 from .core.credentials import Credentials
 from .core.front import Front, one_scope
+from .core.hooks import call_hook
 from .core.requirements import Requirement, ScopeOperator, compile_requirement
 from .core.sender import DPoPMode, check_mode, is_dpop
 from .errors import BearerGuardError
@@ -94,12 +95,12 @@ class ResourceProtector(Front):
             info = guard.try_cached(joined_header(request.scope, b"authorization"), requirement)
         except BearerGuardError:  # a refusal from the cache (403) is timed as answered
             if observe is not None:
-                observe(time.perf_counter() - start)
+                call_hook(observe, time.perf_counter() - start)  # a user's callable
             raise
         if info is None:
             return _MISSED  # timed by _decide, which decides the request
         if observe is not None:
-            observe(time.perf_counter() - start)
+            call_hook(observe, time.perf_counter() - start)  # a user's callable
         request.scope.setdefault("state", {})["token"] = info.token  # request.state's dict
         return info.token
 
@@ -121,7 +122,7 @@ class ResourceProtector(Front):
             )
         finally:
             if observe is not None:
-                observe(time.perf_counter() - start)
+                call_hook(observe, time.perf_counter() - start)  # a user's callable
         token = None if info is None else info.token
         state = request.scope.setdefault("state", {})  # request.state's dict
         state["token"] = token
