@@ -345,7 +345,7 @@ class Guard(Refusing, Revoking):
         for check in self._request_checks:
             check(credentials)
         key = missed[1] if missed[0] == token else digest(token)
-        cache = self.cache
+        cache = self._cache  # not the property: a call on every miss
         entry = cache.get(key) if cache is not None else None
         if entry is not None:
             info = entry.info
