@@ -304,3 +304,58 @@ def test_asgi_accepts_a_proof_for_a_non_ascii_path(clock: FakeClock, kind: str) 
     other = make_proof(KEY, url="http://testserver/cafe", token=token, now=clock())
     refused = TestClient(app).get("/caf%C3%A9", headers={**headers, "DPoP": other})
     assert (refused.status_code, refused.json()["error"]) == (401, "invalid_dpop_proof")
+
+
+# -- the DPoP Authorization value's own syntax, on every front ------------------------
+
+
+def _dpop_authorization_cases(
+    clock: FakeClock, url: str, nonce: str | None = None
+) -> list[tuple[dict[str, str], int, str]]:
+    """(headers, status, error) of DPoP Authorization values, each with a valid proof."""
+    token = bound_token(clock)
+
+    def headers(authorization: str) -> dict[str, str]:
+        proof = make_proof(KEY, url=url, token=token, now=clock(), nonce=nonce)
+        return {"Authorization": authorization, "DPoP": proof}
+
+    return [
+        (headers(f"DPoP {token}"), 200, ""),
+        (headers(f"dpop   {token}"), 200, ""),  # the scheme in any case, 1*SP (RFC 7235)
+        (headers("DPoP "), 400, "invalid_request"),  # no token
+        (headers("DPoP    "), 400, "invalid_request"),
+        (headers(f"DPoP {token[:20]} {token[20:]}"), 400, "invalid_request"),  # not a b64token
+        (headers("DPoP " + "a" * 9000), 400, "invalid_request"),  # past max_token_length
+        (headers("DPoP " + " " * 9000 + token), 400, "invalid_request"),
+    ]
+
+
+def test_flask_reads_the_dpop_authorization_value_as_rfc_9449_writes_it(clock: FakeClock) -> None:
+    client = _flask_client(clock)
+    for headers, status, error in _dpop_authorization_cases(clock, "http://localhost/r"):
+        answer = client.get("/r", headers=headers)
+        seen = (answer.status_code, answer.get_json().get("error", ""))
+        assert seen == (status, error), headers["Authorization"][:40]
+
+
+@pytest.mark.parametrize("entry", ["route", "fastapi", "middleware"])
+def test_asgi_reads_the_dpop_authorization_value_as_rfc_9449_writes_it(
+    clock: FakeClock, entry: str
+) -> None:
+    from starlette.testclient import TestClient
+
+    client = TestClient(_asgi_apps(clock)[entry])
+    url = "http://testserver/r"
+    token = bound_token(clock)
+    first = client.get(
+        "/r",
+        headers={
+            "Authorization": f"DPoP {token}",
+            "DPoP": make_proof(KEY, url=url, token=token, now=clock()),
+        },
+    )
+    nonce = first.headers["DPoP-Nonce"]  # these apps demand one: the first answer gives it
+    for headers, status, error in _dpop_authorization_cases(clock, url, nonce):
+        answer = client.get("/r", headers=headers)
+        seen = (answer.status_code, answer.json().get("error", ""))
+        assert seen == (status, error), headers["Authorization"][:40]

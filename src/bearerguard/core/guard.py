@@ -320,8 +320,9 @@ class Guard(Refusing, Revoking):
         # Taken at once, whatever follows: the raw token is not kept past its request.
         missed, self._missed = self._missed, _NO_MISS
         mode = dpop or self.sender.mode
-        if mode != "allowed" or is_dpop(credentials.authorization):
-            if is_dpop(credentials.authorization) and "dpop" not in self._others:
+        dpop_scheme = is_dpop(credentials.authorization)
+        if mode != "allowed" or dpop_scheme:
+            if dpop_scheme and "dpop" not in self._others:
                 return self.sender.authenticate(self, credentials, mode)
             if mode == "required":
                 if credentials.authorization is None:

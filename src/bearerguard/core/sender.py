@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import BearerGuardError, TokenExpiredError, UnsupportedTokenTypeError
 from .binding import X5T_S256, check_binding
-from .credentials import Credentials, digest, parse_authorization
+from .credentials import Credentials, digest, scheme_token
 from .dpop import NonceIssuer, ProofChecker, normalized_uri
 from .hooks import call_hook
 from .tokeninfo import TokenInfo, replaced
@@ -125,7 +125,9 @@ class DPoPScheme:
 
     def _authenticate(self, guard: Guard, credentials: Credentials) -> TokenInfo:
         header = credentials.authorization or ""
-        token = parse_authorization("Bearer " + header[5:].lstrip(" "), guard.max_token_length)
+        # After "DPoP ": the scheme was matched by is_dpop. The setting's slot,
+        # not its descriptor (a call on every DPoP request).
+        token = scheme_token(header[5:], guard._max_token_length)
         uri = self.request_uri(credentials.url, guard.trusted_proxies, credentials.proxy_headers)
         key = digest(token)  # once: ath, the cache key and the deny-list key
         proofs, method = credentials.dpop, credentials.method
@@ -143,7 +145,7 @@ class DPoPScheme:
 
     def _validated(self, guard: Guard, token: str, token_digest: bytes) -> TokenInfo:
         """The token's validation, from the cache under a key of its own."""
-        cache = guard.cache
+        cache = guard._cache  # not the property: a call on every DPoP request
         if cache is None:
             return guard.validate(token, bound=True)
         # 37 bytes: these keys never meet a Bearer token's (a 32-byte digest).
