@@ -133,6 +133,10 @@ def prepare_cached_row(validator: BearerTokenValidator, info: TokenInfo, guard: 
     return replaced(info, token=copy, reattach=_Reattach(session), expiry_check=check, **changes)
 
 
+#: Each model's ``groups``/``roles``/``entitlements`` attributes, by model.
+_claim_names: dict[type, tuple[str, ...]] = {}
+
+
 def _authorization_claims(row: Any) -> Mapping[str, frozenset[str]] | None:
     """The row's ``groups``/``roles``/``entitlements`` as strings, read now.
 
@@ -142,7 +146,9 @@ def _authorization_claims(row: Any) -> Mapping[str, frozenset[str]] | None:
     are not strings (related objects) count for nothing, as in a JWT.
     """
     model = type(row)
-    names = [name for name in AUTHORIZATION_CLAIMS if hasattr(model, name)]
+    names = _claim_names.get(model)
+    if names is None:  # hasattr on a class raises and catches inside: read once per model
+        names = _claim_names[model] = tuple(n for n in AUTHORIZATION_CLAIMS if hasattr(model, n))
     if not names:
         return None
     return MappingProxyType({name: values_of(getattr(row, name)) for name in names})
