@@ -123,3 +123,13 @@ def test_the_instruction_counters_cases_answer(kind: str) -> None:
     command = [sys.executable, "-m", "benchmarks.instructions", "--child", kind, "5"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
+def test_the_interference_measure_times_real_answers() -> None:
+    """``python -m benchmarks.interference``: each timing a median of real
+    calls (every signature valid, every request answered 200)."""
+    from benchmarks.interference import measure
+
+    medians = measure("ES256", rounds=1, per_round=8)
+    assert len(medians) == 4
+    assert all(0 < seconds < 1 for seconds in medians.values())
