@@ -221,10 +221,13 @@ class ResourceProtector(Front):
             @functools.wraps(endpoint)
             async def wrapper(request: Request) -> Response:
                 try:  # _refusal, written out: no coroutine at all on a hit
-                    if self._hit(request, requirement, mode) is _MISSED:
+                    hit = self._hit(request, requirement, mode) is not _MISSED
+                    if not hit:
                         await self._decide(request, requirement, optional, mode)
                 except BearerGuardError as error:
                     return self.response(error)
+                if hit:  # a Bearer token from the cache: no DPoP nonce to send
+                    return await run(request)
                 return with_nonce(request, await run(request))
 
             return wrapper
@@ -334,8 +337,9 @@ class Dependency:
         protector = self.protector
         try:
             token = protector._hit(request, requirement, self.dpop)
-            if token is _MISSED:
-                token = await protector._decide(request, requirement, self.optional, self.dpop)
+            if token is not _MISSED:
+                return token  # a Bearer token from the cache: no DPoP nonce to send
+            token = await protector._decide(request, requirement, self.optional, self.dpop)
         except BearerGuardError as error:
             raise RefusedError(error, self.protector.response(error)) from None
         if response is not None:  # FastAPI adds its headers unless the view returns a Response
