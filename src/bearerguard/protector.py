@@ -328,8 +328,10 @@ class ResourceProtector(Front):
         """This request as the guard reads it (a cache miss, or hooks to run)."""
         flask_request = _request_now()
         guard, environ = self.guard, flask_request.environ
-        query = flask_request.args.to_dict(flat=False) if guard.allow_query_token else None
-        form_ok = guard.allow_form_token and flask_request.mimetype == _FORM
+        # The settings' own slots, as the guard reads them: their descriptor's
+        # __get__ is a Python call each, on every miss.
+        query = flask_request.args.to_dict(flat=False) if guard._allow_query_token else None
+        form_ok = guard._allow_form_token and flask_request.mimetype == _FORM
         form = flask_request.form.to_dict(flat=False) if form_ok else None
         header = environ.get("HTTP_AUTHORIZATION")
         return Credentials(

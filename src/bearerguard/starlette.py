@@ -135,10 +135,12 @@ class ResourceProtector(Front):
         guard = self.guard
         query: Mapping[str, Sequence[str]] | None = None
         form: Mapping[str, Sequence[str]] | None = None
-        if guard.allow_query_token:
+        # The settings' own slots, as the guard reads them (their descriptor's
+        # __get__ is a Python call each, on every miss).
+        if guard._allow_query_token:
             query = parse_qs(request.scope.get("query_string", b"").decode("latin-1"))
         if (
-            guard.allow_form_token
+            guard._allow_form_token
             and request.method not in ("GET", "HEAD")
             and _media_type(request) == _FORM
         ):
