@@ -13,11 +13,19 @@ from __future__ import annotations
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ec import ECDSA, EllipticCurvePrivateKey
+from cryptography.hazmat.primitives.asymmetric.ec import (
+    ECDSA,
+    EllipticCurvePrivateKey,
+    EllipticCurvePublicKey,
+)
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import Algorithm, ECAlgorithm, get_default_algorithms
 
 __all__ = ["fast_verifiers"]
+
+
+#: Concrete classes of EC public keys seen (cryptography's own, one per backend).
+_PUBLIC_KEY_TYPES: set[type] = set()
 
 
 class _ECVerifier(ECAlgorithm):
@@ -28,8 +36,14 @@ class _ECVerifier(ECAlgorithm):
         self._ecdsa = ECDSA(hash_alg())
 
     def verify(self, msg: bytes, key: Any, sig: bytes) -> bool:
-        if isinstance(key, EllipticCurvePrivateKey):
-            key = key.public_key()
+        # isinstance against cryptography's abstract key classes runs
+        # ABCMeta.__instancecheck__, a Python frame, on every verify: a public
+        # key's concrete type is recognised once, then by a set lookup.
+        if type(key) not in _PUBLIC_KEY_TYPES:
+            if isinstance(key, EllipticCurvePrivateKey):
+                key = key.public_key()
+            elif isinstance(key, EllipticCurvePublicKey):
+                _PUBLIC_KEY_TYPES.add(type(key))
         size = (key.curve.key_size + 7) // 8
         if len(sig) != 2 * size:
             return False
