@@ -21,7 +21,6 @@ __all__ = [
     "check_token",
     "digest",
     "parse_authorization",
-    "scheme_token",
     "signed_content_digest",
     "token_of",
 ]
@@ -103,14 +102,6 @@ def parse_authorization(value: str, max_length: int) -> str:
         if stripped[:6].lower() == "bearer" and stripped[6:7] in ("", " ", "\t"):
             raise InvalidRequestError("malformed Authorization header")  # "Bearer\tx", " Bearer x"
         raise UnsupportedTokenTypeError()
-    return scheme_token(rest, max_length)
-
-
-def scheme_token(rest: str, max_length: int) -> str:
-    """The token of an ``Authorization`` value whose scheme (``Bearer``, ``DPoP``)
-    was read: ``rest`` is what follows it, spaces first; 400 unless a b64token."""
-    if len(rest) > max_length + 64:  # before lstrip walks a huge value
-        raise InvalidRequestError("access token too large")
     token = rest.lstrip(" ")
     if not token:
         raise InvalidRequestError("missing token in Authorization header")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..errors import BearerGuardError, TokenExpiredError, UnsupportedTokenTypeError
 from .binding import X5T_S256, check_binding
-from .credentials import Credentials, digest, scheme_token
+from .credentials import Credentials, digest, parse_authorization
 from .dpop import NonceIssuer, ProofChecker, normalized_uri
 from .hooks import call_hook
 from .tokeninfo import TokenInfo, replaced
@@ -127,9 +127,10 @@ class DPoPScheme:
 
     def _authenticate(self, guard: Guard, credentials: Credentials) -> TokenInfo:
         header = credentials.authorization or ""
-        # After "DPoP ": the scheme was matched by is_dpop. The setting's slot,
-        # not its descriptor (a call on every DPoP request).
-        token = scheme_token(header[5:], guard._max_token_length)
+        # "DPoP <token>" (is_dpop matched the scheme) read as "Bearer <token>":
+        # the same syntax checks, the length one on the value as sent. The
+        # setting's slot, not its descriptor (a call on every DPoP request).
+        token = parse_authorization("Bearer" + header[4:], guard._max_token_length)
         uri = self.request_uri(credentials.url, guard.trusted_proxies, credentials.proxy_headers)
         key = digest(token)  # once: ath, the cache key and the deny-list key
         proofs, method = credentials.dpop, credentials.method
