@@ -28,7 +28,7 @@ from typing import Any
 import bearerguard
 
 from .apps import make_app
-from .harness import environ_for
+from .harness import environ_for, status_log
 from .tokens import ISSUER, Minter, jwks, new_key
 
 CASES = (
@@ -49,10 +49,7 @@ Switch = Callable[[], None]
 def _flask_requests(case: str, count: int, on: Switch, off: Switch) -> Callable[[], None]:
     """``count`` requests of ``case``, set up and warmed: the run, traced
     between ``on()`` and ``off()``."""
-    status: list[str] = []
-
-    def start_response(s: str, headers: Any, exc_info: Any = None) -> None:
-        status.append(s)
+    status, start_response = status_log()
 
     if case == "dpop":
         from .cases_limits import dpop_hit

@@ -141,6 +141,18 @@ class Group:
             self.skipped.append(SkippedCase(name, error.reason, error.kind))
 
 
+def status_log() -> tuple[list[str], Callable[..., None]]:
+    """A ``start_response`` that keeps every status line, and the list it fills:
+    for runs checked once at their end (the instruction, bytecode and
+    interference counts), where the timed batches keep only the last line."""
+    statuses: list[str] = []
+
+    def start_response(s: str, headers: Any, exc_info: Any = None) -> None:
+        statuses.append(s)
+
+    return statuses, start_response
+
+
 def _start_response_recorder() -> tuple[list[str], Callable[..., Any]]:
     status = [""]
 

@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 KINDS = ("none", "floor", "hit", "limit", "miss", "verify", "raw")
 
@@ -34,7 +33,7 @@ def _child(kind: str, count: int) -> None:
     from .apps import make_app
     from .cases_jwt import bearerguard_jwt_protector
     from .cases_limits import digest_lookup, verify_parts, verifying
-    from .harness import environ_for
+    from .harness import environ_for, status_log
     from .tokens import ISSUER, Minter, jwks, new_key
 
     key = new_key("ES256")
@@ -46,10 +45,7 @@ def _child(kind: str, count: int) -> None:
         "limit": make_app("limit", digest_lookup(tokens[:1])),
         "verify": make_app("verify", verifying(key)),
     }
-    status: list[str] = []
-
-    def start_response(s: str, headers: Any, exc_info: Any = None) -> None:
-        status.append(s)
+    status, start_response = status_log()
 
     for app in apps.values():  # warm: imports, first-request work, the hit's cache entry
         app(environ_for(tokens[0]), start_response)

@@ -18,11 +18,10 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from typing import Any
 
 from .apps import make_app
 from .cases_limits import verify_parts
-from .harness import environ_for
+from .harness import environ_for, status_log
 from .tokens import Minter, new_key
 
 ROUNDS, PER_ROUND = 5, 400
@@ -34,10 +33,7 @@ def measure(alg: str, rounds: int = ROUNDS, per_round: int = PER_ROUND) -> dict[
     tokens = Minter(key)(per_round)
     parts = [verify_parts(key, token) for token in tokens]
     floor = make_app("floor")
-    status: list[str] = []
-
-    def start_response(s: str, headers: Any, exc_info: Any = None) -> None:
-        status.append(s)
+    status, start_response = status_log()
 
     floor(environ_for(tokens[0]), start_response)  # first-request work, untimed
     clock = time.perf_counter
