@@ -137,6 +137,51 @@ def fastapi_app(protector: Any | None) -> Any:
     return app
 
 
+def fastapi_limit_app(tokens: list[str]) -> Any:
+    """FastAPI whose view takes one dependency of the shape a bearerguard
+    dependency must have (the request, the response, the security scopes,
+    and one sub-dependency per scheme the view lists in ``/openapi.json``,
+    each with its scopes), doing only a hit's least: the presented token
+    hashed (SHA-256) and found in a dict. Issue 15's limit of a FastAPI hit:
+    FastAPI solves each scheme sub-dependency on every request."""
+    import inspect
+
+    from fastapi import FastAPI, Request, Response, Security
+    from fastapi.security import SecurityScopes
+
+    from bearerguard._openapi import scheme_parameters
+
+    table = {hashlib.sha256(t.encode()).digest(): t for t in tokens}
+
+    async def lookup(
+        request: Request, response: Response, security_scopes: SecurityScopes, **_: Any
+    ) -> str:
+        token = table.get(hashlib.sha256(request.headers["authorization"][7:].encode()).digest())
+        if token is None:
+            raise RuntimeError("not cached")
+        return token
+
+    # The signature bearerguard's dependency declares for a view in the
+    # default DPoP mode ("allowed": both schemes) requiring "profile".
+    kind, new = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter
+    lookup.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [
+            new("request", kind, annotation=Request),
+            new("response", kind, annotation=Response),
+            new("security_scopes", kind, annotation=SecurityScopes),
+            *scheme_parameters("allowed", ["profile"]),
+        ]
+    )
+    app = FastAPI()
+    profile = Security(lookup)
+
+    @app.get(PATH)
+    async def hello_limit(token: Any = profile) -> dict[str, str]:
+        return {"hello": "world"}
+
+    return app
+
+
 def opaque_protector() -> tuple[Any, Callable[[int], list[str]]]:
     """A protector over a dict validator, and a minter of tokens it knows."""
     from bearerguard.starlette import ResourceProtector
@@ -190,6 +235,11 @@ def build(hit_batch: int = 2000, miss_batch: int = 300) -> list[ASGICase]:
                 ASGICase("asgi.fastapi.noop-dependency", noop, floor, cycle(["x"]), hit_batch)
             )
             floor = "asgi.fastapi.noop-dependency"
+            tokens = Minter(new_key("ES256"))(HIT_CYCLE)
+            limit = fastapi_limit_app(tokens)
+            cases.append(
+                ASGICase("asgi.fastapi.digest-lookup", limit, floor, cycle(tokens), hit_batch)
+            )
         for kind, protector_of in (("opaque", opaque_protector), ("jwt-es256", jwt_protector)):
             protector, mint = protector_of()
             app = make(protector)

@@ -61,6 +61,17 @@ def test_every_case_answered_its_expected_status(run: dict[str, Any]) -> None:
             assert case["rounds"] == group["rounds"], case["name"]
 
 
+def test_each_asgi_front_ran_its_limit_beside_its_hits(run: dict[str, Any]) -> None:
+    # A limit row with nothing measured would leave its hits without a reference.
+    rows = {row["name"]: row for row in run["asgi"]}
+    for front in ("starlette", "fastapi"):
+        for case in ("digest-lookup", "opaque.hit", "jwt-es256.hit"):
+            row = rows[f"asgi.{front}.{case}"]
+            assert row["us_per_request"] > 0, row
+        limits = [r for r in run["targets"] if r["target"].startswith("  limit:")]
+        assert any(front in r["target"].lower() and r["value"] for r in limits), front
+
+
 def test_nothing_skipped_without_a_reason_here(run: dict[str, Any]) -> None:
     for group in run["groups"]:
         for skipped in group["skipped"]:
