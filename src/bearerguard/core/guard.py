@@ -345,9 +345,14 @@ class Guard(Refusing, Revoking):
             raise UnsupportedTokenTypeError()
         for check in self._request_checks:
             check(credentials)
-        key = missed[1] if missed[0] == token else digest(token)
         cache = self._cache  # not the property: a call on every miss
-        entry = cache.get(key) if cache is not None else None
+        if missed[0] == token:
+            # try_cached found no live entry for it a moment ago; load() looks
+            # again under its lock, for one another thread stored since.
+            key, entry = missed[1], None
+        else:
+            key = digest(token)
+            entry = cache.get(key) if cache is not None else None
         if entry is not None:
             info = entry.info
             if info.expiry_check is not None and call_hook(info.expiry_check):
