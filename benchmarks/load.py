@@ -188,8 +188,9 @@ def run(
     """Start the server, run the phases round by round, stop it; results as a dict.
 
     Each round runs every phase once (floor, protected, protected with unknown
-    tokens), so a slow spell on the machine hits all phases alike; ratios to
-    the floor are taken per round, then the median.
+    tokens; the first two swapped every other round), so a slow spell on the
+    machine hits all phases alike; ratios to the floor are taken per round,
+    then the median.
     """
     module = app_spec.split(":", 1)[0]
     if server == "gunicorn" and not _importable(module):
@@ -219,7 +220,11 @@ def run(
         loadclient.python_client(port, plan[1].path, warm, 0.0, 60.0, warm * 12, connections, tmp)
         log(f"  load: warmed {warm} tokens in {time.monotonic() - started:.1f}s")
         for round_no in range(profile.load_rounds):
-            for phase in plan:
+            # The floor and the protected phase swap places every other round:
+            # in a fixed order the floor alone would always follow the last
+            # round's unknown-token phase (its misses' threads and garbage).
+            order = plan if round_no % 2 == 0 else [plan[1], plan[0], *plan[2:]]
+            for phase in order:
                 phase.rounds.append(
                     go(phase.path, phase.tokens, phase.unknown, profile.load_requests)
                 )
