@@ -69,11 +69,6 @@ class _CheckedEntry(CacheEntry):
     plain = False
 
 
-def _entry(info: TokenInfo, deadline: float) -> CacheEntry:
-    plain = info.expiry_check is None and info.confirmation is None and info.hooks is None
-    return (CacheEntry if plain else _CheckedEntry)(info, deadline)
-
-
 class AtomicCounter:
     """A counter safe to bump from many threads without a lock.
 
@@ -357,7 +352,8 @@ class TokenCache:
         while len(index) >= self.maxsize:
             del index[next(iter(index))]
             self.evictions.bump()
-        entry = _entry(info, deadline)
+        plain = info.expiry_check is None and info.confirmation is None and info.hooks is None
+        entry = (CacheEntry if plain else _CheckedEntry)(info, deadline)
         index[key] = entry
         heapq.heappush(heap, (deadline, key))
         if len(heap) > 2 * len(index) + _HEAP_SLACK:

@@ -14,6 +14,7 @@ attributes, that :meth:`Guard.render` turns into the same bytes for every front.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import threading
 import time
@@ -299,9 +300,12 @@ class Guard(Refusing, Revoking):
         policy = info.hooks
         try:
             if policy is None:
-                missing = requirement.missing(info)
-                if missing is not None:
-                    raise requirement.refusal(missing)
+                # As on a hit: the scope test inline, missing() only when it fails.
+                scopes_ok = requirement.scopes_ok
+                if (scopes_ok is not None and not scopes_ok(info.scopes)) or requirement.claims:
+                    missing = requirement.missing(info)
+                    if missing is not None:
+                        raise requirement.refusal(missing)
             else:
                 token, reattach = info.token, info.reattach
                 if reattach is not None and policy.validate_token is not None:
@@ -359,7 +363,7 @@ class Guard(Refusing, Revoking):
                 cache.evict(key)  # type: ignore[union-attr]
                 raise TokenExpiredError()
         elif cache is not None:
-            info = cache.load(key, lambda: self.validate(token))
+            info = cache.load(key, functools.partial(self.validate, token))
         else:
             info = self.validate(token)
         self.check_live(key, info)
@@ -385,7 +389,11 @@ class Guard(Refusing, Revoking):
         expires_at = info.expires_at
         if expires_at is not None and now >= expires_at:
             raise TokenExpiredError()
-        if self.revocations.is_revoked(key, info, now):
+        revocations = self.revocations
+        # As on a hit: asked only when it could say yes (or must open its gate).
+        if (
+            revocations.tokens or revocations.has_rules or now >= revocations.refuse_after
+        ) and revocations.is_revoked(key, info, now):
             raise TokenRevokedError()
 
     def _authenticate_scheme(
