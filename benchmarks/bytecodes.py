@@ -8,8 +8,9 @@ request and whose code the rest is: bearerguard's, or the framework's.
 
 ``python -m benchmarks.bytecodes [CASE ...] [--top N]`` prints, per case, the
 bytecodes a request, bearerguard's share, and its functions that run the
-most. Cases: the Flask ``floor``, an ES256 JWT ``hit`` and ``miss``, a
-``dpop`` hit (a cached bound token, a fresh proof each request), and on
+most. Cases: the Flask ``floor``, an ES256 JWT ``hit`` and ``miss``, an
+``opaque-miss`` (a dict validator: the miss path with no cryptography and no
+query), a ``dpop`` hit (a cached bound token, a fresh proof each request), and on
 Starlette its ``starlette.floor``, ``starlette.limit`` (issue 15's: a hash
 and a dict lookup) and an opaque ``starlette.hit``.
 """
@@ -35,6 +36,7 @@ CASES = (
     "floor",
     "hit",
     "miss",
+    "opaque-miss",
     "dpop",
     "starlette.floor",
     "starlette.limit",
@@ -61,6 +63,12 @@ def _flask_requests(case: str, count: int, on: Switch, off: Switch) -> Callable[
         app, environs = built.app, built.feed.take(count + 1)
         for environ in warm:
             app(environ, start_response)
+    elif case == "opaque-miss":
+        from .cases_limits import opaque_dict_hit
+
+        # Each of its tokens sent once: every request a miss.
+        built = opaque_dict_hit(count + 1)
+        app, environs = built.app, built.feed.take(count + 1)
     else:
         from .cases_jwt import bearerguard_jwt_protector
 

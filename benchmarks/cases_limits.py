@@ -133,14 +133,15 @@ def build(ctx: Context, group: Group) -> None:
     group.cases.append(dpop_hit(ctx))
 
 
-def opaque_dict_hit() -> Case:
+def opaque_dict_hit(tokens: int = HIT_CYCLE) -> Case:
+    """A dict validator that knows ``tokens`` tokens, sent in turn (``take``)."""
     from bearerguard import ResourceProtector, TokenCache
     from bearerguard.validators import BearerTokenValidator
 
     exp = time.time() + 7200
     known = {
         secrets.token_urlsafe(24): {"scope": "profile email", "sub": "u", "exp": exp}
-        for _ in range(HIT_CYCLE)
+        for _ in range(tokens)
     }
 
     class DictValidator(BearerTokenValidator):
