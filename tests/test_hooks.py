@@ -372,11 +372,13 @@ class PlainToken:
         self.__dict__.update(attributes)
 
 
-def _plain_app(token: Any) -> Any:
+def _plain_app(token: Any, matches: Any = None) -> Any:
     class Validator(BearerTokenValidator):
         def authenticate_token(self, token_string: str) -> Any:
             return token
 
+    if matches is not None:  # an override of token_matches
+        Validator.token_matches = matches  # type: ignore[method-assign]
     app = Flask(__name__)
     protector = ResourceProtector()
     protector.register_token_validator(Validator())
@@ -422,6 +424,25 @@ def test_a_token_method_that_raises_is_503(method: str) -> None:
     token = type("Token", (PlainToken,), attributes)()
     response = _plain_app(token).get("/r", headers={"Authorization": "Bearer t"})
     assert_refused(response, 503, "temporarily_unavailable")
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "code"),
+    [
+        (ValueError("digest column unreadable"), 503, "temporarily_unavailable"),
+        (AuthlibInvalidTokenError(), 401, "invalid_token"),
+    ],
+    ids=["crash", "refusal"],
+)
+def test_a_token_matches_override_runs_behind_the_guard(
+    raised: Exception, status: int, code: str
+) -> None:
+    def matches(self: Any, token: Any, token_string: str) -> bool:
+        raise raised
+
+    token = PlainToken(get_scope=lambda: "email", issued_at=int(time.time()), expires_in=3600)
+    response = _plain_app(token, matches).get("/r", headers={"Authorization": "Bearer t"})
+    assert_refused(response, status, code)
 
 
 # -- the guard: any other exception is a 503, never a 500, never cached ---------------

@@ -95,11 +95,12 @@ class BearerTokenValidator(TokenValidator):
 
     def validate(self, token_string: str) -> TokenInfo:
         # Every hook behind the one guard: a refusal it raises is its answer,
-        # anything else a 503 (with the session rolled back).
+        # anything else a 503. The router runs validate itself behind it; the
+        # backend's hooks get their own, which rolls the session back.
         token = call_hook(self.authenticate_token, token_string, on_failure=self.backend_failed)
-        if not token or not call_hook(self.token_matches, token, token_string):
+        if not token or not self.token_matches(token, token_string):
             raise UnknownTokenError()
-        live = call_hook(unexpired, call_hook(describe_token, token), self.clock())
+        live = unexpired(describe_token(token), self.clock())  # reads the user's model
         if live is None:
             raise TokenExpiredError()
         info = live
