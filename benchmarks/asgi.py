@@ -139,39 +139,26 @@ def fastapi_app(protector: Any | None) -> Any:
 
 def fastapi_limit_app(tokens: list[str]) -> Any:
     """FastAPI whose view takes one dependency of the shape a bearerguard
-    dependency must have (the request, the response, the security scopes,
-    and one sub-dependency per scheme the view lists in ``/openapi.json``,
-    each with its scopes), doing only a hit's least: the presented token
-    hashed (SHA-256) and found in a dict. Issue 15's limit of a FastAPI hit:
-    FastAPI solves each scheme sub-dependency on every request."""
-    import inspect
+    dependency has (the request, the response, the security scopes, and one
+    sub-dependency per scheme the view lists in ``/openapi.json``, each with
+    its scopes), doing only a hit's least: the presented token hashed
+    (SHA-256) and found in a dict. Issue 15's limit of a FastAPI hit: FastAPI
+    solves each scheme sub-dependency on every request."""
+    from fastapi import FastAPI, Request, Security
 
-    from fastapi import FastAPI, Request, Response, Security
-    from fastapi.security import SecurityScopes
-
-    from bearerguard._openapi import scheme_parameters
+    from bearerguard.starlette import ResourceProtector
 
     table = {hashlib.sha256(t.encode()).digest(): t for t in tokens}
 
-    async def lookup(
-        request: Request, response: Response, security_scopes: SecurityScopes, **_: Any
-    ) -> str:
+    async def lookup(request: Request, **_: Any) -> str:
         token = table.get(hashlib.sha256(request.headers["authorization"][7:].encode()).digest())
         if token is None:
             raise RuntimeError("not cached")
         return token
 
-    # The signature bearerguard's dependency declares for a view in the
-    # default DPoP mode ("allowed": both schemes) requiring "profile".
-    kind, new = inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter
-    lookup.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [
-            new("request", kind, annotation=Request),
-            new("response", kind, annotation=Response),
-            new("security_scopes", kind, annotation=SecurityScopes),
-            *scheme_parameters("allowed", ["profile"]),
-        ]
-    )
+    # The very signature bearerguard's dependency declares for a view that
+    # requires "profile" in the default DPoP mode (both schemes listed).
+    lookup.__signature__ = ResourceProtector()("profile").__signature__  # type: ignore[attr-defined]
     app = FastAPI()
     profile = Security(lookup)
 
