@@ -205,3 +205,30 @@ def test_replaced_is_dataclasses_replace_for_every_field() -> None:
     assert replaced(full) == full
     with pytest.raises(TypeError):
         replaced(full, not_a_field=1)
+
+
+def test_new_info_is_the_frozen_token_info_the_dataclass_builds() -> None:
+    """``new_info`` (the validators' fast constructor) takes exactly
+    TokenInfo's fields with its defaults, and gives the same frozen object."""
+    import dataclasses
+    import inspect
+    from dataclasses import MISSING
+
+    from bearerguard.core.tokeninfo import TokenInfo, new_info
+
+    fields = dataclasses.fields(TokenInfo)
+    parameters = list(inspect.signature(new_info).parameters.values())
+    assert [p.name for p in parameters] == [f.name for f in fields]
+    for parameter, field in zip(parameters, fields, strict=True):
+        default = field.default
+        assert parameter.default is (inspect.Parameter.empty if default is MISSING else default)
+    values = {f.name: object() for f in fields}
+    made = new_info(**values)
+    assert type(made) is TokenInfo
+    assert made == TokenInfo(**values)
+    assert all(getattr(made, name) is value for name, value in values.items())
+    assert new_info(token="t", scopes=frozenset()) == TokenInfo(token="t", scopes=frozenset())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.scopes = frozenset({"admin"})  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del made.token  # type: ignore[misc]

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..core.binding import confirmation_of
-from ..core.tokeninfo import TokenInfo, replaced
+from ..core.tokeninfo import TokenInfo, new_info, replaced
 from ..core.values import number_or_none, text_or_none, values_of
 from ..errors import InsufficientScopeError
 
@@ -163,7 +163,7 @@ def describe_token(token: Any) -> TokenInfo:
     ``client_id``, ``jti``, ``iat``.
     """
     if isinstance(token, Mapping):
-        return TokenInfo(
+        return new_info(
             token=token,
             scopes=scopes_of(token.get("scope") or token.get("scp")),
             expires_at=number_or_none(token.get("exp")),
@@ -177,7 +177,7 @@ def describe_token(token: Any) -> TokenInfo:
     scopes = scopes_of(get_scope() if callable(get_scope) else getattr(token, "scope", None))
     expires_at, check = _object_expiry(token)
     user_id = getattr(token, "user_id", None)
-    return TokenInfo(
+    return new_info(
         token=token,
         scopes=scopes,
         expires_at=expires_at,

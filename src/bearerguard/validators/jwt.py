@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from ..core.credentials import signed_content_digest
 from ..core.routing import peek_jws
-from ..core.tokeninfo import replaced
+from ..core.tokeninfo import new_info, replaced
 from ..errors import InvalidTokenError
 from ..jose.claims import ANY_AUDIENCE, RFC9068_CLAIMS, AnyAudience, ClaimsPolicy
 from ..jose.claimset import AccessTokenClaims, shared_scopes_of
@@ -324,7 +324,7 @@ class JWTBearerTokenValidator(TokenValidator):
             client_id = get("azp")
         # Inline str checks (text_or_none), as the claims steps checked their types:
         # this runs on every cache miss.
-        return TokenInfo(
+        return new_info(
             token=token,
             scopes=shared_scopes_of(get("scope") or get("scp")),
             expires_at=number_or_none(claims["exp"]),
