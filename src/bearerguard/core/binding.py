@@ -42,7 +42,9 @@ def confirmation_of(token: Any) -> Mapping[str, Any] | None:
     """The ``cnf`` of a token object: a claims mapping's ``cnf``, or, for a
     model, ``{"jkt": token.dpop_jkt, "x5t#S256": token.x5t_s256}`` with the
     attributes it has and sets."""
-    if isinstance(token, Mapping):
+    # dict first: the claims of every JWT and dict miss, a C type check, where
+    # Mapping's is a Python frame (ABCMeta.__instancecheck__).
+    if isinstance(token, (dict, Mapping)):
         cnf = token.get("cnf")
         return cnf if cnf is None or isinstance(cnf, Mapping) else {"?": cnf}
     cnf = {}
