@@ -10,9 +10,11 @@ request and whose code the rest is: bearerguard's, or the framework's.
 bytecodes a request, bearerguard's share, and its functions that run the
 most. Cases: the Flask ``floor``, an ES256 JWT ``hit`` and ``miss``, an
 ``opaque-miss`` (a dict validator: the miss path with no cryptography and no
-query), a ``dpop`` hit (a cached bound token, a fresh proof each request), and on
-Starlette its ``starlette.floor``, ``starlette.limit`` (issue 15's: a hash
-and a dict lookup) and an opaque ``starlette.hit``.
+query), a ``sqlite-miss`` (``create_bearer_token_validator`` over SQLite,
+each token once: the query, the detached copy and the machinery), a ``dpop``
+hit (a cached bound token, a fresh proof each request), and on Starlette
+its ``starlette.floor``, ``starlette.limit`` (issue 15's: a hash and a
+dict lookup) and an opaque ``starlette.hit``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ CASES = (
     "hit",
     "miss",
     "opaque-miss",
+    "sqlite-miss",
     "dpop",
     "starlette.floor",
     "starlette.limit",
@@ -46,6 +49,8 @@ Counts = collections.Counter[tuple[str, str]]
 
 
 Switch = Callable[[], None]
+#: Set-ups whose temporary files must outlive the case built on them.
+_keep: list[Any] = []
 
 
 def _flask_requests(case: str, count: int, on: Switch, off: Switch) -> Callable[[], None]:
@@ -69,6 +74,16 @@ def _flask_requests(case: str, count: int, on: Switch, off: Switch) -> Callable[
         # Each of its tokens sent once: every request a miss.
         built = opaque_dict_hit(count + 1)
         app, environs = built.app, built.feed.take(count + 1)
+    elif case == "sqlite-miss":
+        from .cases_opaque import TokenDB, bearerguard_protector
+        from .config import Context
+
+        ctx = Context(profile=None)  # type: ignore[arg-type]
+        db = TokenDB(ctx, "sqlite", f"sqlite:///{ctx.tmp}/tokens.db", count + 1)
+        app = db.app("miss", bearerguard_protector(db)("profile"))
+        environs = [environ_for(t) for t in db.take(count + 1)]
+        # Its database goes when the process does: close() would need the app.
+        _keep.append(ctx)
     else:
         from .cases_jwt import bearerguard_jwt_protector
 

@@ -147,7 +147,7 @@ def test_the_interference_measure_times_real_answers() -> None:
 
 
 @pytest.mark.parametrize(
-    "case", ["floor", "hit", "opaque-miss", "starlette.floor", "starlette.hit"]
+    "case", ["floor", "hit", "opaque-miss", "sqlite-miss", "starlette.floor", "starlette.hit"]
 )
 def test_the_bytecode_counter_charges_bearerguard_for_protected_requests_only(case: str) -> None:
     """``python -m benchmarks.bytecodes``: its requests answer 200 (else it

@@ -396,3 +396,78 @@ def test_a_view_that_deletes_its_token_on_a_cache_hit_evicts_it(env: Env) -> Non
     refused = env.get("/any", token)
     assert refused.status_code == 401
     assert refused.json["error_description"] == "unknown token"
+
+
+def test_a_deferred_column_stays_unloaded_on_the_cached_copy_and_reads_on_a_hit() -> None:
+    """A deferred column is not in the row the query loads: the cached copy
+    lacks it too (never a None in its place), and a view that reads it on a
+    cache hit gets the stored value through the re-attach."""
+    from flask import Flask, jsonify
+    from flask_sqlalchemy import SQLAlchemy
+    from sqlalchemy import inspect as sa_inspect
+    from sqlalchemy.orm import deferred
+
+    from bearerguard import current_token
+    from bearerguard.core.credentials import digest
+    from bearerguard.sqla import create_bearer_token_validator
+
+    own = SQLAlchemy()
+
+    class NotedToken(own.Model):  # type: ignore[name-defined,misc]
+        __tablename__ = "bg_noted_token"
+        id = own.Column(own.Integer, primary_key=True)
+        access_token = own.Column(own.String(255), unique=True, nullable=False)
+        scope = own.Column(own.Text, default="")
+        issued_at = own.Column(own.Integer, nullable=False)
+        expires_in = own.Column(own.Integer, nullable=False)
+        notes = deferred(own.Column(own.Text))
+
+        def get_scope(self) -> str:
+            return self.scope  # type: ignore[no-any-return]
+
+        def get_expires_at(self) -> int:
+            return self.issued_at + self.expires_in  # type: ignore[no-any-return]
+
+    app = Flask(__name__)
+    app.config["SQLALCHEMY_DATABASE_URI"] = "sqlite://"
+    own.init_app(app)
+    require_oauth = ResourceProtector()
+    require_oauth.register_token_validator(create_bearer_token_validator(own.session, NotedToken)())
+
+    @app.route("/notes")
+    @require_oauth("profile")
+    def notes() -> Any:
+        return jsonify(notes=current_token.notes, scope=current_token.scope)
+
+    token = "tok-deferred-" + uuid.uuid4().hex
+    with app.app_context():
+        own.create_all()
+        own.session.add(
+            NotedToken(
+                access_token=token,
+                scope="profile",
+                issued_at=int(time.time()),
+                expires_in=3600,
+                notes="kept in the database",
+            )
+        )
+        own.session.commit()
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}"}
+    first = client.get("/notes", headers=headers)  # the miss
+    assert first.status_code == 200
+    assert first.json == {"notes": "kept in the database", "scope": "profile"}
+    assert require_oauth.cache is not None
+    entry = require_oauth.cache.peek(digest(token), time.time())
+    assert entry is not None
+    state = sa_inspect(entry.info.token)
+    assert state.detached
+    assert "notes" not in state.dict and "access_token" not in state.dict
+    assert state.dict["scope"] == "profile"
+    hit = client.get("/notes", headers=headers)
+    assert hit.status_code == 200
+    assert hit.json == {"notes": "kept in the database", "scope": "profile"}
+    assert "notes" not in sa_inspect(entry.info.token).dict, "the cached copy stays as it was"
+    with app.app_context():
+        own.session.remove()
+        own.engine.dispose()

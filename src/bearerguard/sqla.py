@@ -124,8 +124,7 @@ def prepare_cached_row(validator: BearerTokenValidator, info: TokenInfo, guard: 
         _watch(type(row), guard, validator.token_attribute)
     if session is None:
         return replaced(info, **changes) if changes else info
-    secrets = {validator.token_attribute, *_TOKEN_COLUMNS}
-    copy = _detached_copy(row, secrets)
+    copy = _detached_copy(row, validator.token_attribute)
     check = info.expiry_check
     if check is not None and getattr(check, "__self__", None) is row:
         # A hit asks the cached copy, never the row of the request that cached it.
@@ -154,17 +153,24 @@ def _authorization_claims(row: Any) -> Mapping[str, frozenset[str]] | None:
     return MappingProxyType({name: values_of(getattr(row, name)) for name in names})
 
 
-#: Each mapper's column attribute names, read once (``mapper.column_attrs``
-#: builds a new collection on every read).
-_columns: dict[Any, tuple[str, ...]] = {}
+#: Per mapper and token attribute, the column attributes a cached copy keeps
+#: (all but the token columns), in order and as a set: read once
+#: (``mapper.column_attrs`` builds a new collection on every read).
+_kept: dict[tuple[Any, str], tuple[tuple[str, ...], frozenset[str]]] = {}
 
 
-def _detached_copy(row: Any, secrets: set[str]) -> Any:
+def _kept_columns(mapper: Any, token_attribute: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    secrets = {token_attribute, *_TOKEN_COLUMNS}
+    names = tuple(prop.key for prop in mapper.column_attrs if prop.key not in secrets)
+    kept = _kept[(mapper, token_attribute)] = (names, frozenset(names))
+    return kept
+
+
+def _detached_copy(row: Any, token_attribute: str) -> Any:
     state = sa_inspect(row)
     mapper = state.mapper
-    names = _columns.get(mapper)
-    if names is None:
-        names = _columns[mapper] = tuple(prop.key for prop in mapper.column_attrs)
+    kept = _kept.get((mapper, token_attribute))
+    names, name_set = kept if kept is not None else _kept_columns(mapper, token_attribute)
     loaded = state.dict
     copy = mapper.class_manager.new_instance()
     # The token columns stay out: the cache holds digests, never a raw token.
@@ -172,9 +178,10 @@ def _detached_copy(row: Any, secrets: set[str]) -> Any:
     # comes from the database. The values go straight into the new instance's
     # dict: what set_committed_value does to an instance with no history yet
     # (its commit step has nothing to cancel), without two calls per column.
-    instance_dict(copy).update(
-        {name: loaded[name] for name in names if name in loaded and name not in secrets}
-    )
+    if loaded.keys() >= name_set:  # the usual row, every column loaded: copied in C
+        instance_dict(copy).update(zip(names, map(loaded.__getitem__, names), strict=True))
+    else:  # a deferred column: it stays unloaded on the copy too
+        instance_dict(copy).update({name: loaded[name] for name in names if name in loaded})
     make_transient_to_detached(copy)
     return copy
 
