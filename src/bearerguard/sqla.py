@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, event, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import Session, make_transient_to_detached
-from sqlalchemy.orm.attributes import instance_dict
+from sqlalchemy.orm.attributes import instance_dict, instance_state
 from sqlalchemy.orm.exc import DetachedInstanceError
 
 from ._forksafe import renew_after_fork
@@ -167,11 +167,12 @@ def _kept_columns(mapper: Any, token_attribute: str) -> tuple[tuple[str, ...], f
 
 
 def _detached_copy(row: Any, token_attribute: str) -> Any:
-    state = sa_inspect(row)
-    mapper = state.mapper
+    # The row's state and dict by SQLAlchemy's own attribute getters (C), not
+    # inspect()'s registry walk and InstanceState.dict's property.
+    mapper = instance_state(row).mapper
     kept = _kept.get((mapper, token_attribute))
     names, name_set = kept if kept is not None else _kept_columns(mapper, token_attribute)
-    loaded = state.dict
+    loaded = instance_dict(row)
     copy = mapper.class_manager.new_instance()
     # The token columns stay out: the cache holds digests, never a raw token.
     # Unloaded, a read of one goes through current_token's re-attach and
