@@ -28,6 +28,7 @@ from jwt.algorithms import Algorithm
 
 from .._forksafe import renew_after_fork
 from ..errors import InvalidDPoPProofError, UseDPoPNonceError
+from ..jose.jws import is_canonical
 from ..jose.keys import MIN_RSA_BITS
 from ..jose.signatures import fast_verifiers
 from .nonces import NonceIssuer
@@ -304,7 +305,7 @@ class ProofChecker:
         except ValueError:
             _refuse("malformed DPoP proof")
         # Canonical only: stray trailing bits would make many spellings of one proof.
-        if header is None or claims is None or _b64(signature) != sig:
+        if header is None or claims is None or not is_canonical(sig):
             _refuse("malformed DPoP proof")
         if "crit" in header or "b64" in header:
             _refuse("malformed DPoP proof")

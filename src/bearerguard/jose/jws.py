@@ -30,6 +30,7 @@ __all__ = [
     "HeaderStep",
     "decode_parts",
     "extract",
+    "is_canonical",
     "known_header",
     "remember_header",
     "verify_signature",
@@ -39,10 +40,15 @@ _MISSING: Final = object()
 _B64URL_TEXT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _B64URL = _B64URL_TEXT.encode()
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
-#: The last character of a canonical segment of 4n+2 (4n+3) characters: its
-#: low 4 (2) bits, past the data, are zero (RFC 4648 §3.5). Cheaper than
-#: encoding the decoded bytes again to compare.
-_CANONICAL_LAST = {2: frozenset(_B64URL_TEXT[::16]), 3: frozenset(_B64URL_TEXT[::4])}
+#: The last character a canonical segment may have, by its length mod 4: of
+#: 4n+2 (4n+3) characters, its low 4 (2) bits, past the data, are zero (RFC
+#: 4648 §3.5); of 4n, any (or none: empty); no encoding is 4n+1 long.
+_CANONICAL_LAST: tuple[frozenset[str], ...] = (
+    frozenset(_B64URL_TEXT) | {""},
+    frozenset(),
+    frozenset(_B64URL_TEXT[::16]),
+    frozenset(_B64URL_TEXT[::4]),
+)
 #: RFC 9068 §4: the ``typ`` of a JWT access token. Media types are
 #: case-insensitive (compared lowered) and ``application/`` may be left out
 #: (RFC 7515 §4.1.9), so each value is listed both ways.
@@ -247,8 +253,15 @@ def _decode_segment(segment: str, *, canonical: bool = False) -> bytes:
     token would not match its deny-list entry.
     """
     data = _check_segment(segment)
-    tail = len(data) % 4
-    if canonical and tail and segment[-1] not in _CANONICAL_LAST[tail]:
+    if canonical and not is_canonical(segment):
         _refuse("malformed token")
     # Checked to be the alphabet: the standard decoder, once translated, is exact.
-    return binascii.a2b_base64(data.translate(_TO_STANDARD) + b"=="[: -tail % 4])
+    return binascii.a2b_base64(data.translate(_TO_STANDARD) + b"=="[: -len(data) % 4])
+
+
+def is_canonical(segment: str) -> bool:
+    """False when the last character of a base64url ``segment`` (of the
+    alphabet, checked) carries stray bits past its data (RFC 4648 §3.5), or
+    when no encoding is that long: several spellings would decode to the same
+    bytes. Cheaper than encoding the decoded bytes again to compare."""
+    return segment[-1:] in _CANONICAL_LAST[len(segment) % 4]
