@@ -44,6 +44,8 @@ def number_or_none(value: object) -> float | None:
     # test cheaper than the isinstance below it, four times per cache miss.
     if type(value) is int:
         return value if -_MAX_EXACT <= value <= _MAX_EXACT else None
+    if value is None:  # a claim not there: every iat or nbf a token leaves out
+        return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     try:
