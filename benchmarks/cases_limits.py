@@ -12,6 +12,8 @@
   token (SHA-256) and finds it in a dict of the cycle's tokens: issue 15's
   physical limit of a cache hit, measured, not assumed.
 * ``opaque.dict.bg.hit``: a cache hit of an opaque token from a dict validator.
+* ``opaque.dict.bg.miss``: its miss, a never-seen token on every request: the
+  part of a database miss that is neither the query nor the copy of the row.
 * ``dpop.es256.bg.hit``: a DPoP-bound JWT, cached, with a fresh ES256 proof on
   every request (minted before timing): a hit plus one proof verified.
 """
@@ -130,19 +132,39 @@ def build(ctx: Context, group: Group) -> None:
         Case("floor.digest-lookup", make_app("floor-digest", digest_lookup(cycle)), Feed(cycle))
     )
     group.cases.append(opaque_dict_hit())
+    group.cases.append(opaque_dict_miss(ctx))
     group.cases.append(dpop_hit(ctx))
 
 
 def opaque_dict_hit(tokens: int = HIT_CYCLE) -> Case:
     """A dict validator that knows ``tokens`` tokens, sent in turn (``take``)."""
+    known: dict[str, dict[str, Any]] = {}
+    app = make_app("opaque-dict-hit", _dict_protector(known)("profile"))
+    return Case("opaque.dict.bg.hit", app, Feed(_dict_tokens(known, tokens)))
+
+
+def opaque_dict_miss(ctx: Context) -> Case:
+    """A dict validator sent a token it has never been sent on every request:
+    an opaque miss with no query and no row to copy, so what any database
+    miss pays on top of its query, the reference beside those targets."""
+    known: dict[str, dict[str, Any]] = {}
+    app = make_app("opaque-dict-miss", _dict_protector(known)("profile"))
+    mint = functools.partial(_dict_tokens, known)
+    return Case("opaque.dict.bg.miss", app, Feed(mint=mint), batch=ctx.profile.fixed(80))
+
+
+def _dict_tokens(known: dict[str, dict[str, Any]], count: int) -> list[str]:
+    """``count`` new tokens, each added to ``known`` with its claims."""
+    exp = time.time() + 7200
+    tokens = [secrets.token_urlsafe(24) for _ in range(count)]
+    for token in tokens:
+        known[token] = {"scope": "profile email", "sub": "u", "exp": exp}
+    return tokens
+
+
+def _dict_protector(known: dict[str, dict[str, Any]]) -> Any:
     from bearerguard import ResourceProtector, TokenCache
     from bearerguard.validators import BearerTokenValidator
-
-    exp = time.time() + 7200
-    known = {
-        secrets.token_urlsafe(24): {"scope": "profile email", "sub": "u", "exp": exp}
-        for _ in range(tokens)
-    }
 
     class DictValidator(BearerTokenValidator):
         def authenticate_token(self, token_string: str) -> Any:
@@ -150,8 +172,7 @@ def opaque_dict_hit(tokens: int = HIT_CYCLE) -> Case:
 
     protector = ResourceProtector(cache=TokenCache(ttl=3600))
     protector.register_token_validator(DictValidator())
-    app = make_app("opaque-dict-hit", protector("profile"))
-    return Case("opaque.dict.bg.hit", app, Feed(list(known)))
+    return protector
 
 
 def dpop_hit(ctx: Context) -> Case:

@@ -48,7 +48,8 @@ def test_every_case_answered_its_expected_status(run: dict[str, Any]) -> None:
     # Issue 15's references and kinds: the raw verifies, the query alone, every hit.
     assert {
         "raw.null", "raw.rs256.verify", "raw.es256.verify", "floor.verify-rs256",
-        "opaque.sqlite.query-alone", "opaque.dict.bg.hit", "dpop.es256.bg.hit",
+        "opaque.sqlite.query-alone", "opaque.dict.bg.hit", "opaque.dict.bg.miss",
+        "dpop.es256.bg.hit",
         "floor.digest-lookup",
     } <= names  # fmt: skip
     for group in run["groups"]:
