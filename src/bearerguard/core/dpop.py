@@ -136,8 +136,8 @@ _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def _b64(data: bytes) -> str:
-    # base64.urlsafe_b64encode's steps without its Python wrappers: twice per
-    # DPoP request (the signature's canonical check, the expected ath).
+    # base64.urlsafe_b64encode's steps without its Python wrappers: the
+    # expected ath of every DPoP request (and a new key's thumbprint).
     return binascii.b2a_base64(data, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode()
 
 
