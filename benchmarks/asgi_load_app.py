@@ -1,6 +1,7 @@
 """The Starlette app uvicorn serves in the load run: ``/hello`` unprotected
-(the floor) and ``/hello/protected`` behind bearerguard, over a dict validator
-that knows the load client's ``load-NNNN`` tokens (``BEARERGUARD_DEMO_TOKENS``).
+(the floor), ``/hello/protected`` behind bearerguard, over a dict validator
+that knows the load client's ``load-NNNN`` tokens (``BEARERGUARD_DEMO_TOKENS``),
+and the limit, ``/hello/limit`` (:mod:`.load_limit`).
 
 ``uvicorn benchmarks.asgi_load_app:app``.
 """
@@ -16,8 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from bearerguard.core.connection import joined_header
 from bearerguard.starlette import ResourceProtector
 from bearerguard.validators import BearerTokenValidator
+
+from .load_limit import PATH, known, load_digests
 
 _COUNT = int(os.environ.get("BEARERGUARD_DEMO_TOKENS") or 1000)
 _EXP = time.time() + 86400
@@ -40,9 +44,20 @@ async def hello(request: Request) -> JSONResponse:
     return JSONResponse({"hello": "world"})
 
 
+_DIGESTS = load_digests()
+
+
+async def hello_limit(request: Request) -> JSONResponse:
+    if not known(joined_header(request.scope, b"authorization"), _DIGESTS):
+        return JSONResponse({}, 401)
+    return JSONResponse({"hello": "world"})
+
+
 app = Starlette(
     routes=[
         Route("/hello", hello),
         Route("/hello/protected", require_oauth.route("profile")(hello)),
+        # After the protected route: it pays one more failed route match.
+        Route(PATH, hello_limit),
     ]
 )

@@ -1,13 +1,16 @@
 """Real HTTP load: the example app under gunicorn, driven over keep-alive sockets.
 
-gunicorn runs ``demo:create_app()`` (``examples/demo.py``) with 2 workers and threads on
-127.0.0.1. The load generator is wrk when installed (Debian's package), else
-the bundled client in :mod:`benchmarks.loadclient`. Every phase is bounded by
+gunicorn runs the demo (``examples/demo.py``, through :mod:`.gunicorn_load_app`)
+with 2 workers and threads on 127.0.0.1. The load generator is wrk when
+installed (Debian's package), else the bundled client in
+:mod:`benchmarks.loadclient`. Every phase is bounded by
 time and by request count, and the server is killed in a ``finally``.
 
 Phases: the floor endpoint ``/hello``; ``/hello/protected`` with the warm set
 of ``load-NNNN`` tokens (after an unrecorded warm-up that puts them in both
-workers' caches); and the same with 10 % of requests carrying unknown tokens.
+workers' caches); ``/hello/limit``, the least a protected view can do
+(:mod:`.load_limit`), when the app is one of ours; and the protected one with
+10 % of requests carrying unknown tokens.
 """
 
 from __future__ import annotations
@@ -27,12 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import loadclient
+from . import load_limit, loadclient
 from .config import Context
 from .harness import Skip
 
 WORKERS, THREADS = 2, 4
 UVICORN_APP = "benchmarks.asgi_load_app:app"
+GUNICORN_APP = "benchmarks.gunicorn_load_app:create_app()"
+#: The apps that serve the limit phase's /hello/limit (another --load-app need not).
+LIMIT_APPS = (GUNICORN_APP, UVICORN_APP)
 #: One uvicorn process: with --workers 2 (uvicorn 0.54, h11) every request on
 #: this machine took ~44 ms, floor and protected alike (a delayed-ACK stall),
 #: which measures nothing; one worker answers in ~2 ms at 16 connections.
@@ -70,12 +76,17 @@ class Phase:
         return None
 
 
-def phases(warm_tokens: int) -> list[Phase]:
+def phases(warm_tokens: int, limit: bool = True) -> list[Phase]:
     known = 1 - UNKNOWN_SHARE
-    return [
-        # The floor sends the same Authorization headers, to a view that ignores them.
+    # The floor sends the same Authorization headers, to a view that ignores them.
+    plan = [
         Phase("floor", "/hello", warm_tokens, 0.0, {"200": 1.0}),
         Phase("protected", "/hello/protected", warm_tokens, 0.0, {"200": 1.0}),
+    ]
+    if limit:
+        plan.append(Phase("limit", load_limit.PATH, warm_tokens, 0.0, {"200": 1.0}))
+    return [
+        *plan,
         Phase(
             "protected+10%unknown",
             "/hello/protected",
@@ -121,8 +132,9 @@ def start_server(
     env.pop("BEARERGUARD_REDIS_URL", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(EXAMPLES), env.get("PYTHONPATH")]))
     log = Path(ctx.tmp) / f"{server}.log"
+    # The project's root too: the load apps are modules of this package.
+    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLES.parent), env["PYTHONPATH"]])
     if server == "uvicorn":
-        env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLES.parent), env["PYTHONPATH"]])
         command = [
             sys.executable, "-m", "uvicorn", "--workers", str(UVICORN_WORKERS),
             "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
@@ -201,7 +213,9 @@ def run(
     profile = ctx.profile
     port = free_port()
     proc, server_log = start_server(ctx, app_spec, port, server)
-    plan = phases(profile.load_warm_tokens)
+    plan = phases(
+        profile.load_warm_tokens, (app_spec if server == "gunicorn" else UVICORN_APP) in LIMIT_APPS
+    )
     try:
         _wait_ready(proc, port, server_log)
         drive = loadclient.wrk if client == "wrk" else loadclient.python_client
@@ -220,10 +234,11 @@ def run(
         loadclient.python_client(port, plan[1].path, warm, 0.0, 60.0, warm * 12, connections, tmp)
         log(f"  load: warmed {warm} tokens in {time.monotonic() - started:.1f}s")
         for round_no in range(profile.load_rounds):
-            # The floor and the protected phase swap places every other round:
-            # in a fixed order the floor alone would always follow the last
-            # round's unknown-token phase (its misses' threads and garbage).
-            order = plan if round_no % 2 == 0 else [plan[1], plan[0], *plan[2:]]
+            # The phases of known tokens run backwards every other round: in a
+            # fixed order the floor alone would always follow the last round's
+            # unknown-token phase (its misses' threads and garbage).
+            known = [p for p in plan if not p.unknown]
+            order = (known if round_no % 2 == 0 else known[::-1]) + plan[len(known) :]
             for phase in order:
                 phase.rounds.append(
                     go(phase.path, phase.tokens, phase.unknown, profile.load_requests)
@@ -286,9 +301,11 @@ def summary(plan: list[Phase]) -> dict[str, Any]:
                 "throughput": statistics.median(p["rps"] / f["rps"] for f, p in pairs),
                 "p99": statistics.median(p["p99_ms"] / f["p99_ms"] for f, p in pairs),
             }
-    protected = ratios.get("protected", {})
+    protected, limit = ratios.get("protected", {}), ratios.get("limit", {})
     return {
         "throughput_ratio": protected.get("throughput"),
         "p99_ratio": protected.get("p99"),
+        "limit_throughput_ratio": limit.get("throughput"),
+        "limit_p99_ratio": limit.get("p99"),
         "per_phase": ratios,
     }

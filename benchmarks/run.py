@@ -52,8 +52,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--load-client", choices=("auto", "wrk", "python"), default="auto")
     parser.add_argument(
         "--load-app",
-        default="demo:create_app()",
-        help="gunicorn app spec (examples/ is on its path)",
+        default=load.GUNICORN_APP,
+        help="gunicorn app spec (examples/ is on its path; the limit phase: ours only)",
     )
     parser.add_argument("--load-seconds", type=float, help="seconds per load phase")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON and PNG go")

@@ -101,11 +101,14 @@ def test_growth_curves_and_memory_ran(run: dict[str, Any]) -> None:
 def test_load_run_answered_as_expected(run: dict[str, Any], key: str) -> None:
     load = run[key]
     assert "skipped" not in load, load
-    assert set(load["phases"]) == {"floor", "protected", "protected+10%unknown"}
+    assert set(load["phases"]) == {"floor", "protected", "limit", "protected+10%unknown"}
     for name, phase in load["phases"].items():
         assert phase["error"] is None, (name, phase)
         assert phase["requests"] > 0, name
-    assert set(load["phases"]["protected"]["statuses"]) == {"200"}
+    # The limit's view found every token the client sent among its digests.
+    for name in ("protected", "limit"):
+        assert set(load["phases"][name]["statuses"]) == {"200"}, name
+    assert load["summary"]["limit_throughput_ratio"] is not None
 
 
 def test_every_target_of_issue_15_is_in_the_table(run: dict[str, Any]) -> None:
