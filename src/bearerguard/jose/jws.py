@@ -25,6 +25,7 @@ from ..errors import InvalidTokenError
 from .keys import VerifyKey
 
 __all__ = [
+    "B64URL_ALPHABET",
     "CompactJWS",
     "HeaderPolicy",
     "HeaderStep",
@@ -38,7 +39,9 @@ __all__ = [
 
 _MISSING: Final = object()
 _B64URL_TEXT = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_B64URL = _B64URL_TEXT.encode()
+#: The base64url alphabet (RFC 4648 §5) as bytes: ``data.translate(None,
+#: B64URL_ALPHABET)`` is what else ``data`` holds (a check of a byte each).
+B64URL_ALPHABET: Final = _B64URL_TEXT.encode()
 _TO_STANDARD = bytes.maketrans(b"-_", b"+/")
 #: The last character a canonical segment may have, by its length mod 4: of
 #: 4n+2 (4n+3) characters, its low 4 (2) bits, past the data, are zero (RFC
@@ -240,7 +243,7 @@ def _check_segment(segment: str) -> bytes:
     character outside ASCII is encoded as ``?`` and so refused.
     """
     data = segment.encode("ascii", "replace")
-    if not data or len(data) % 4 == 1 or data.translate(None, _B64URL):
+    if not data or len(data) % 4 == 1 or data.translate(None, B64URL_ALPHABET):
         _refuse("malformed token")
     return data
 
