@@ -398,6 +398,33 @@ def test_a_view_that_deletes_its_token_on_a_cache_hit_evicts_it(env: Env) -> Non
     assert refused.json["error_description"] == "unknown token"
 
 
+def test_cached_rows_share_a_repeated_scope_set_and_one_reattach_never_other_scopes(
+    env: Env,
+) -> None:
+    """Cached rows that repeat a scope string hold one set of it, and a
+    validator's rows one re-attach: two objects fewer per cached row for the
+    collector to walk, and less memory. A row with other scopes keeps its own."""
+    from bearerguard.core.credentials import digest
+
+    wide = [env.issue(f"tok-share-{i}", scope="profile email") for i in range(2)]
+    narrow = env.issue("tok-share-narrow", scope="profile")
+    for token in (*wide, narrow):
+        assert env.get("/any", token).status_code == 200  # each one cached
+    cache = env.require_oauth.cache
+    assert cache is not None
+    entries = [cache.peek(digest(token), time.time()) for token in (*wide, narrow)]
+    infos = [entry.info for entry in entries if entry is not None]
+    assert len(infos) == 3
+    assert infos[0].scopes is infos[1].scopes
+    assert infos[0].scopes == {"profile", "email"} and infos[2].scopes == {"profile"}
+    assert infos[0].reattach is not None
+    assert infos[0].reattach is infos[1].reattach is infos[2].reattach
+    # Shared, and answered from the cache alike: "/and" asks for both scopes.
+    assert [env.get("/and", token).status_code for token in (*wide, narrow)] == [200, 200, 403]
+    assert env.get("/user", narrow).json["name"] == "alice"  # a lazy read, re-attached
+    assert sorted(env.calls) == sorted([*wide, narrow])
+
+
 def test_a_deferred_column_stays_unloaded_on_the_cached_copy_and_reads_on_a_hit() -> None:
     """A deferred column is not in the row the query loads: the cached copy
     lacks it too (never a None in its place), and a view that reads it on a

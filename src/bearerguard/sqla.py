@@ -129,7 +129,21 @@ def prepare_cached_row(validator: BearerTokenValidator, info: TokenInfo, guard: 
     if check is not None and getattr(check, "__self__", None) is row:
         # A hit asks the cached copy, never the row of the request that cached it.
         check = getattr(copy, check.__name__)
-    return replaced(info, token=copy, reattach=_Reattach(session), expiry_check=check, **changes)
+    reattach = _reattach_of(validator, session)
+    return replaced(info, token=copy, reattach=reattach, expiry_check=check, **changes)
+
+
+_REATTACH = "_bearerguard_reattach"
+
+
+def _reattach_of(validator: BearerTokenValidator, session: Any) -> _Reattach:
+    """The validator's re-attach into ``session``, one for all the rows it caches
+    (one per row was one more object per cached row for the collector to walk)."""
+    found: _Reattach | None = validator.__dict__.get(_REATTACH)
+    if found is None or found.session is not session:
+        found = _Reattach(session)  # two threads may both make one: either serves
+        validator.__dict__[_REATTACH] = found
+    return found
 
 
 #: Each model's ``groups``/``roles``/``entitlements`` attributes, by model.

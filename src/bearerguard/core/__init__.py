@@ -18,6 +18,7 @@
 * :mod:`~bearerguard.core.stats`: ``GuardStats``, the shape of ``stats()``.
 * :mod:`~bearerguard.core.values`, :mod:`~bearerguard.core.frozen`: claim
   values read one way everywhere; read-only claims.
+* :mod:`~bearerguard.core.shared`: the values cached tokens repeat, kept once.
 
 Nothing here imports Flask, Werkzeug or Starlette. The submodules are not
 imported by this package (validators import the core, and the guard imports

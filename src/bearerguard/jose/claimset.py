@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.frozen import FrozenDict, ReadOnlyClaims, freeze
-from ..validators.base import scopes_of
+from ..core.shared import SHARED_MAX, share, shared_values
 
-__all__ = ["AccessTokenClaims", "shared_scopes_of"]
+__all__ = ["AccessTokenClaims"]
 
 
 class AccessTokenClaims(ReadOnlyClaims):
@@ -44,24 +44,9 @@ class AccessTokenClaims(ReadOnlyClaims):
 # Every cached JWT of an issuer repeats most of its bytes: the claim names,
 # iss, aud, client_id, scope, the header. Shared, a cached token costs about a
 # third of what it costs with its own copies (issue 5: <= 1 KiB per entry).
-# Bounded: past _SHARED_MAX distinct values, new ones are kept unshared; only
-# the values of claims that repeat are shared, so unique ones cannot fill it.
-_SHARED_MAX = 4096
-_shared_values: dict[str, str] = {}
+# Bounded as core.shared's values are; only the values of claims that repeat
+# are shared, so unique ones cannot fill the table.
 _shared_headers: dict[tuple[tuple[str, str], ...], Mapping[str, Any]] = {}
-_shared_scopes: dict[str, frozenset[str]] = {}
-
-
-def _share(value: Any) -> Any:
-    # Strings only: a key of 1 would also find 1.0 and True, which are equal.
-    if type(value) is not str or len(value) > 128:
-        return value
-    shared = _shared_values.get(value)
-    if shared is not None:
-        return shared
-    if len(_shared_values) < _SHARED_MAX:
-        _shared_values[value] = value
-    return value
 
 
 _CONTAINERS = frozenset({list, dict})
@@ -83,11 +68,11 @@ def _shared_claims(claims: Mapping[str, Any]) -> dict[str, Any]:
         layout = _layout(names)
     interned, positions = layout
     values = list(claims.values())
-    known = _shared_values
+    known = shared_values
     for at in positions:
         value = values[at]
         if type(value) is str:
-            values[at] = known.get(value) or _share(value)
+            values[at] = known.get(value) or share(value)
     if _CONTAINERS.intersection(map(type, values)):
         values = [freeze(v) if type(v) in _CONTAINERS else v for v in values]
     return dict(zip(interned, values, strict=True))
@@ -102,7 +87,7 @@ _layouts: dict[tuple[str, ...], tuple[tuple[str, ...], tuple[int, ...]]] = {}
 def _layout(names: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
     interned = tuple(map(_intern, names))
     layout = interned, tuple(at for at, name in enumerate(names) if name in _SHARED_NAMES)
-    if len(_layouts) < _SHARED_MAX:
+    if len(_layouts) < SHARED_MAX:
         _layouts[interned] = layout
     return layout
 
@@ -126,18 +111,6 @@ def _shared_header(header: Mapping[str, Any]) -> Mapping[str, Any]:
     shared = _shared_headers.get(key)
     if shared is None:
         shared = _frozen_header(header)
-        if len(_shared_headers) < _SHARED_MAX:
+        if len(_shared_headers) < SHARED_MAX:
             _shared_headers[key] = shared
     return shared
-
-
-def shared_scopes_of(value: Any) -> frozenset[str]:
-    """The scopes of a ``scope`` (or ``scp``) claim, a set shared by the tokens that repeat it."""
-    if type(value) is not str:
-        return scopes_of(value)
-    scopes = _shared_scopes.get(value)
-    if scopes is None:
-        scopes = frozenset(_share(s) for s in value.split())
-        if len(_shared_scopes) < _SHARED_MAX:
-            _shared_scopes[value] = scopes
-    return scopes

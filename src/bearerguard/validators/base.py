@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..core.binding import confirmation_of
+from ..core.shared import shared_scopes_of
 from ..core.tokeninfo import TokenInfo, new_info, replaced
 from ..core.values import number_or_none, text_or_none, values_of
 from ..errors import InsufficientScopeError
@@ -162,10 +163,12 @@ def describe_token(token: Any) -> TokenInfo:
     ``is_expired()``. Mappings: ``scope``/``scp``, ``exp``, ``sub``,
     ``client_id``, ``jti``, ``iat``.
     """
+    # Scopes repeat from token to token: one shared set (core.shared), not one
+    # more object per cached token for the collector to walk.
     if isinstance(token, Mapping):
         return new_info(
             token=token,
-            scopes=scopes_of(token.get("scope") or token.get("scp")),
+            scopes=shared_scopes_of(token.get("scope") or token.get("scp")),
             expires_at=number_or_none(token.get("exp")),
             subject=text_or_none(token.get("sub")),
             client_id=text_or_none(token.get("client_id")),
@@ -174,7 +177,7 @@ def describe_token(token: Any) -> TokenInfo:
             claims=token,
         )
     get_scope = getattr(token, "get_scope", None)
-    scopes = scopes_of(get_scope() if callable(get_scope) else getattr(token, "scope", None))
+    scopes = shared_scopes_of(get_scope() if callable(get_scope) else getattr(token, "scope", None))
     expires_at, check = _object_expiry(token)
     user_id = getattr(token, "user_id", None)
     return new_info(

@@ -20,10 +20,11 @@ from typing import Any, Final
 
 from ..core.credentials import signed_content_digest
 from ..core.routing import peek_jws
+from ..core.shared import shared_scopes_of
 from ..core.tokeninfo import new_info, replaced
 from ..errors import InvalidTokenError
 from ..jose.claims import ANY_AUDIENCE, RFC9068_CLAIMS, AnyAudience, ClaimsPolicy
-from ..jose.claimset import AccessTokenClaims, shared_scopes_of
+from ..jose.claimset import AccessTokenClaims
 from ..jose.fetch import JWKSFetcher
 from ..jose.jws import CompactJWS, HeaderPolicy, decode_parts, extract, verify_signature
 from ..jose.keys import (
