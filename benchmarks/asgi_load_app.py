@@ -8,7 +8,6 @@ and the limit, ``/hello/limit`` (:mod:`.load_limit`).
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -21,13 +20,12 @@ from bearerguard.core.connection import joined_header
 from bearerguard.starlette import ResourceProtector
 from bearerguard.validators import BearerTokenValidator
 
-from .load_limit import PATH, known, load_digests
+from .load_limit import PATH, known, load_digests, load_tokens
 
-_COUNT = int(os.environ.get("BEARERGUARD_DEMO_TOKENS") or 1000)
 _EXP = time.time() + 86400
 _KNOWN = {
-    f"load-{i:04d}": {"scope": "profile email", "sub": f"user-{i}", "exp": _EXP}
-    for i in range(_COUNT)
+    token: {"scope": "profile email", "sub": f"user-{i}", "exp": _EXP}
+    for i, token in enumerate(load_tokens())
 }
 
 

@@ -130,10 +130,10 @@ def start_server(
         BEARERGUARD_DEMO_TOKENS=str(ctx.profile.load_warm_tokens),
     )
     env.pop("BEARERGUARD_REDIS_URL", None)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(EXAMPLES), env.get("PYTHONPATH")]))
+    # The project's root (the load apps are modules of this package) and examples/.
+    paths = [str(EXAMPLES.parent), str(EXAMPLES), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))
     log = Path(ctx.tmp) / f"{server}.log"
-    # The project's root too: the load apps are modules of this package.
-    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLES.parent), env["PYTHONPATH"]])
     if server == "uvicorn":
         command = [
             sys.executable, "-m", "uvicorn", "--workers", str(UVICORN_WORKERS),

@@ -15,10 +15,15 @@ import os
 PATH = "/hello/limit"
 
 
-def load_digests() -> frozenset[bytes]:
-    """The SHA-256 digests of the tokens the load client sends."""
+def load_tokens() -> list[str]:
+    """The ``load-NNNN`` tokens the load client sends (``BEARERGUARD_DEMO_TOKENS``)."""
     count = int(os.environ.get("BEARERGUARD_DEMO_TOKENS") or 1000)
-    return frozenset(hashlib.sha256(f"load-{i:04d}".encode()).digest() for i in range(count))
+    return [f"load-{i:04d}" for i in range(count)]
+
+
+def load_digests() -> frozenset[bytes]:
+    """The SHA-256 digests of :func:`load_tokens`."""
+    return frozenset(hashlib.sha256(token.encode()).digest() for token in load_tokens())
 
 
 def known(authorization: str | None, digests: frozenset[bytes]) -> bool:
